@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds everything and runs every test: once optimised,
+# once with AddressSanitizer and UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+
+jobs=$(nproc)
+build=${VMOER_BUILD_DIR:-build}
+
+cmake -S . -B "$build/release" -DCMAKE_BUILD_TYPE=Release
+cmake --build "$build/release" -j"$jobs"
+ctest --test-dir "$build/release" --output-on-failure -j"$jobs"
+
+cmake -S . -B "$build/sanitize" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" -DVMOER_SANITIZE=ON \
+  -DVMOER_BUILD_BENCHMARKS=OFF -DVMOER_BUILD_EXAMPLES=OFF
+cmake --build "$build/sanitize" -j"$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir "$build/sanitize" --output-on-failure -j"$jobs"
+echo "test.sh: all tests passed"
