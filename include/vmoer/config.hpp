@@ -1,0 +1,26 @@
+// Compiler glue shared by every header: the host/device qualifier and the index type.
+#pragma once
+
+#include <cstdint>
+
+#include "vmoer/version.hpp"
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+/// Marks per-token math that both the CPU and the CUDA backend compile.
+#define VMOER_HOST_DEVICE __host__ __device__
+#else
+#define VMOER_HOST_DEVICE
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define VMOER_RESTRICT __restrict__
+#else
+#define VMOER_RESTRICT
+#endif
+
+namespace vmoer {
+
+/// Sizes and indices. Signed, as Eigen::Index, so that differences never wrap.
+using Index = std::int64_t;
+
+}  // namespace vmoer
