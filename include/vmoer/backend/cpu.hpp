@@ -1,0 +1,223 @@
+// The CPU backend: tokens are cut into tiles; each tile runs the posterior's
+// projections with the batch-invariant kernel, then every token goes through the
+// TokenPipeline. Tiles are spread over OpenMP threads when OpenMP is enabled.
+// Results are identical for any thread count and tile size, because nothing a
+// token computes depends on the other tokens.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <exception>
+#include <optional>
+#include <string>
+#include <vector>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include "vmoer/backend/cpu/projection.hpp"
+#include "vmoer/backend/cpu/token_pipeline.hpp"
+#include "vmoer/error.hpp"
+#include "vmoer/routing.hpp"
+
+namespace vmoer {
+
+/// Backend policy: Eigen matrices in host memory, SIMD loops, OpenMP threads.
+struct Cpu {
+  int threads = 0;  ///< worker threads; 0 takes OpenMP's default (1 without OpenMP)
+  Index tile = 16;  ///< tokens per work item; results do not depend on it
+
+  /// Routes the rows of `hidden` through the router's policies.
+  template <class Router, class In>
+  Routing<typename Router::scalar> route(const Router& router, const MatrixView<In>& hidden,
+                                         const RouteOptions& options) const;
+};
+
+namespace cpu {
+
+/// One thread's buffers for a tile of tokens.
+template <class T>
+struct TileScratch {
+  Matrix<T> input;     ///< hidden rows converted to T, when the input type differs
+  Matrix<T> first;     ///< [tile, E + H]: logits and trunk pre-activations
+  Matrix<T> second;    ///< [tile, E + P]: mean residual and scale head
+  Matrix<T> mu;        ///< [tile, E]
+  Matrix<T> tau;       ///< [tile, H_t] then [tile, 1 or E]: learned temperatures
+  Matrix<T> tau_out;   ///< [tile, 1 or E]
+  Matrix<T> samples;   ///< [tile * S, E]: logit samples of a weight-space posterior
+  projection_scratch<T> lanes;
+};
+
+/// Which token failed first, and why.
+struct FirstError {
+  Index token = -1;
+  std::string message;
+  void record(Index t, std::string m) {
+#if defined(_OPENMP)
+#pragma omp critical(vmoer_first_error)
+#endif
+    if (token < 0 || t < token) {
+      token = t;
+      message = std::move(m);
+    }
+  }
+};
+
+template <class Router, class In>
+void route_tile(const Router& router, const MatrixView<In>& hidden, Index begin, Index end,
+                const RouteOptions& options, TileScratch<typename Router::scalar>& scratch,
+                TokenPipeline<typename Router::posterior_type, typename Router::sampler_type,
+                              typename Router::selector_type>& pipeline,
+                Routing<typename Router::scalar>& out, FirstError& error) {
+  using T = typename Router::scalar;
+  using P = typename Router::posterior_type;
+  const P& post = router.posterior();
+  const Index m = end - begin, dim = post.dim(), experts = post.experts(), hidden_width = post.hidden(),
+              head = post.head_size();
+
+  const T* x = nullptr;
+  Index ldx = 0;
+  if constexpr (std::is_same_v<In, T>) {
+    x = hidden.data() + begin * hidden.outerStride();
+    ldx = hidden.outerStride();
+  } else {
+    scratch.input = hidden.middleRows(begin, m).template cast<T>();
+    x = scratch.input.data();
+    ldx = dim;
+  }
+
+  scratch.first.resize(m, experts + hidden_width);
+  project(x, ldx, m, post.input_weight(), dim, experts + hidden_width, dim, post.input_bias(), scratch.first.data(),
+          experts + hidden_width, scratch.lanes);
+  const T* mu = scratch.first.data();
+  Index ldmu = experts + hidden_width;
+  const T* scale = nullptr;
+  Index ldscale = 0;
+  if constexpr (P::stochastic && !P::weight_space) {  // the Gaussian encoder's heads
+    auto h = scratch.first.rightCols(hidden_width);
+    h = h.cwiseMax(T(0));
+    scratch.second.resize(m, experts + head);
+    project(h.data(), experts + hidden_width, m, post.head_weight(), hidden_width, experts + head, hidden_width,
+            post.head_bias(), scratch.second.data(), experts + head, scratch.lanes);
+    scratch.mu = scratch.first.leftCols(experts) + scratch.second.leftCols(experts);
+    mu = scratch.mu.data();
+    ldmu = experts;
+    for (Index i = 0; i < m; ++i) cpu::exp_half(scratch.second.data() + i * (experts + head) + experts, experts);
+    scale = scratch.second.data() + experts;
+    ldscale = experts + head;
+  }
+
+  using Sel = typename Router::selector_type;
+  if constexpr (Sel::learned_tau) {  // T(u) = min(softplus(MLP(u)) + floor, ceiling)
+    const Sel& sel = router.selector();
+    const Index th = sel.hidden(), width = sel.width();
+    const auto& tp = sel.parameters();
+    scratch.tau.resize(m, th);
+    project(x, ldx, m, tp.data(Sel::trunk_weight), dim, th, dim, tp.data(Sel::trunk_bias), scratch.tau.data(), th,
+            scratch.lanes);
+    scratch.tau = scratch.tau.cwiseMax(T(0));
+    scratch.tau_out.resize(m, width);
+    project(scratch.tau.data(), th, m, tp.data(Sel::head_weight), th, width, th, tp.data(Sel::head_bias),
+            scratch.tau_out.data(), width, scratch.lanes);
+    scratch.tau_out = scratch.tau_out.unaryExpr([&](T a) { return sel.temperature(a); });
+  }
+  if constexpr (P::weight_space && Router::sampler_type::draws) {
+    scratch.samples.resize(m * router.sampler().samples, experts);
+    post.sample_logits(x, ldx, m, options.token_offset + std::uint32_t(begin), router.stream(),
+                       router.sampler().samples, scratch.samples.data(), scratch.lanes);
+  }
+
+  for (Index i = 0; i < m; ++i) {
+    const Index t = begin + i;
+    const T* mu_i = mu + i * ldmu;
+    const T* scale_i = scale ? scale + i * ldscale : nullptr;
+    bool finite = true;
+    for (Index e = 0; e < experts; ++e) finite = finite && std::isfinite(mu_i[e]);
+    if (!finite) {
+      for (Index d = 0; d < dim; ++d)
+        if (!std::isfinite(double(hidden(t, d)))) {
+          error.record(t, vmoer::detail::concat("vmoer: route: hidden[", t, ", ", d, "] = ", double(hidden(t, d)),
+                                         " is not finite"));
+          break;
+        }
+      error.record(t, vmoer::detail::concat("vmoer: route: the logits of token ", t,
+                                     " are not finite (the hidden state or the router weights overflow)"));
+      continue;
+    }
+    for (Index j = 0; scale_i && j < head; ++j)
+      if (!std::isfinite(scale_i[j])) {
+        error.record(t, vmoer::detail::concat("vmoer: route: the posterior scale of token ", t, " is not finite (entry ",
+                                       j, " = ", double(scale_i[j]), ")"));
+        break;
+      }
+    const Index k = out.ids.cols();
+    cpu::TokenOutput<T> o{out.ids.data() + t * k,
+                          out.weights.data() + t * k,
+                          out.signals.logit_variance.data() + t,
+                          out.signals.mc_variance.data() + t,
+                          out.signals.entropy.data() + t,
+                          out.signals.mutual_information.data() + t,
+                          out.signals.temperature.data() + t,
+                          options.keep_logits ? out.logits.data() + t * experts : nullptr,
+                          options.keep_probs ? out.probs.data() + t * experts : nullptr};
+    cpu::TokenInput<T> in{options.token_offset + std::uint32_t(t), mu_i, scale_i};
+    if constexpr (Sel::learned_tau) {
+      in.tau = scratch.tau_out.data() + i * scratch.tau_out.cols();
+      in.tau_width = scratch.tau_out.cols();
+    }
+    if constexpr (P::weight_space) {  // MeanOnly routes the mean logits, W u + b with the mean weights
+      in.samples = Router::sampler_type::draws ? scratch.samples.data() + i * router.sampler().samples * experts : mu_i;
+      in.sample_stride = experts;
+    }
+    pipeline.run(in, o);
+  }
+}
+
+}  // namespace cpu
+
+template <class Router, class In>
+Routing<typename Router::scalar> Cpu::route(const Router& router, const MatrixView<In>& hidden,
+                                            const RouteOptions& options) const {
+  using T = typename Router::scalar;
+  const Index tokens = hidden.rows(), experts = router.posterior().experts(),
+              k = router.selector().convention.top_k;
+  detail::require(tile >= 1, "Cpu", "tile = ", tile, " must be >= 1");
+  detail::require(threads >= 0, "Cpu", "threads = ", threads, " must be >= 0");
+
+  Routing<T> out;
+  out.ids.resize(tokens, k);
+  out.weights.resize(tokens, k);
+  out.signals.resize(tokens);
+  if (options.keep_logits) out.logits.resize(tokens, experts);
+  if (options.keep_probs) out.probs.resize(tokens, experts);
+
+  const Index tiles = (tokens + tile - 1) / tile;
+  cpu::FirstError error;
+#if defined(_OPENMP)
+  const int nthreads = threads > 0 ? threads : omp_get_max_threads();
+#pragma omp parallel num_threads(nthreads) if (tiles > 1)
+#endif
+  {
+    cpu::TileScratch<T> scratch;
+    std::optional<cpu::TokenPipeline<typename Router::posterior_type, typename Router::sampler_type,
+                                     typename Router::selector_type>>
+        pipeline;
+#if defined(_OPENMP)
+#pragma omp for schedule(dynamic)
+#endif
+    for (Index b = 0; b < tiles; ++b) {
+      const Index begin = b * tile, end = std::min(tokens, begin + tile);
+      try {
+        if (!pipeline) pipeline.emplace(router.posterior(), router.sampler(), router.selector(), router.stream());
+        cpu::route_tile(router, hidden, begin, end, options, scratch, *pipeline, out, error);
+      } catch (const std::exception& e) {  // exceptions must not cross the parallel region
+        error.record(begin, e.what());
+      }
+    }
+  }
+  if (error.token >= 0) throw invalid_argument(error.message);
+  return out;
+}
+
+}  // namespace vmoer

@@ -1,0 +1,116 @@
+// Y = X W^T + b for row-major X [m, k] and W [n, k] (the PyTorch Linear layout).
+//
+// Batch invariance: every output element is reduced in one fixed order, whatever m,
+// n, the element's position or the thread: lane-wise fused multiply-adds over k in
+// steps of one SIMD batch, one horizontal sum, then the k % width tail in order, then
+// the bias. A token's logits therefore never depend on the batch it arrived in, which
+// a BLAS GEMM does not promise (its kernels and blocking change with the shape).
+//
+// Speed: a 4 x 4 register block of dot products, with k cut into slabs that keep
+// the X and W rows in L1. Between slabs the lane accumulators are parked in a
+// scratch buffer; a store and reload is exact, so slabbing leaves the order intact.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+#include <vector>
+
+#include "vmoer/backend/cpu/simd.hpp"
+#include "vmoer/config.hpp"
+
+namespace vmoer::cpu {
+
+/// Lane accumulators of one projection call, reused across calls by one thread.
+template <class T>
+using projection_scratch = std::vector<batch<T>, xsimd::aligned_allocator<batch<T>>>;
+
+namespace detail {
+
+inline constexpr int block_rows = 4;
+inline constexpr int block_cols = 4;
+inline constexpr Index slab = 1024;  // k per slab: 4 + 4 rows of 4 KiB fit a 32 KiB L1
+
+template <class T, int MR, int NR>
+inline void dot_block(const T* VMOER_RESTRICT x, Index ldx, const T* VMOER_RESTRICT w, Index ldw, Index k0,
+                      Index k1, batch<T>* VMOER_RESTRICT acc) {
+  using B = batch<T>;
+  B a[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) a[i][j] = k0 == 0 ? B(T(0)) : acc[i * NR + j];
+  for (Index p = k0; p < k1; p += Index(B::size)) {
+    B xs[MR];
+    for (int i = 0; i < MR; ++i) xs[i] = B::load_unaligned(x + i * ldx + p);
+    for (int j = 0; j < NR; ++j) {
+      const B wj = B::load_unaligned(w + j * ldw + p);
+      for (int i = 0; i < MR; ++i) a[i][j] = xsimd::fma(xs[i], wj, a[i][j]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) acc[i * NR + j] = a[i][j];
+}
+
+// Edge blocks (m % 4, n % 4) use the same template with fewer rows or columns,
+// hence the same per-element order.
+template <class T, int MR, int... NRs>
+inline void dot_block_rows(int nr, const T* x, Index ldx, const T* w, Index ldw, Index k0, Index k1, batch<T>* acc,
+                           std::integer_sequence<int, NRs...>) {
+  ((nr == NRs + 1 ? dot_block<T, MR, NRs + 1>(x, ldx, w, ldw, k0, k1, acc) : void()), ...);
+}
+
+template <class T, int... MRs>
+inline void dot_block_any(int mr, int nr, const T* x, Index ldx, const T* w, Index ldw, Index k0, Index k1,
+                          batch<T>* acc, std::integer_sequence<int, MRs...>) {
+  ((mr == MRs + 1 ? dot_block_rows<T, MRs + 1>(nr, x, ldx, w, ldw, k0, k1, acc,
+                                               std::make_integer_sequence<int, block_cols>{})
+                  : void()),
+   ...);
+}
+
+}  // namespace detail
+
+/// Y[i, j] = sum_p X[i, p] W[j, p] (+ bias[j]) for i < m, j < n; bias may be null.
+/// Row i of Y depends only on row i of X, on W and on the bias (see the file comment).
+template <class T>
+inline void project(const T* x, Index ldx, Index m, const T* w, Index ldw, Index n, Index k, const T* bias, T* y,
+                    Index ldy, projection_scratch<T>& scratch) {
+  using detail::block_cols;
+  using detail::block_rows;
+  constexpr Index width = Index(batch<T>::size);
+  const Index kv = k / width * width;
+  const Index row_blocks = (m + block_rows - 1) / block_rows;
+  const Index col_blocks = (n + block_cols - 1) / block_cols;
+  const Index cells = block_rows * block_cols;
+  scratch.resize(std::size_t(row_blocks * col_blocks * cells));
+
+  for (Index k0 = 0; k0 < kv; k0 += detail::slab) {
+    const Index k1 = std::min(kv, k0 + detail::slab);
+    for (Index jb = 0; jb < col_blocks; ++jb) {
+      const Index j = jb * block_cols;
+      const int nr = int(std::min<Index>(block_cols, n - j));
+      for (Index ib = 0; ib < row_blocks; ++ib) {
+        const Index i = ib * block_rows;
+        const int mr = int(std::min<Index>(block_rows, m - i));
+        batch<T>* acc = scratch.data() + (ib * col_blocks + jb) * cells;
+        if (mr == block_rows && nr == block_cols)
+          detail::dot_block<T, block_rows, block_cols>(x + i * ldx, ldx, w + j * ldw, ldw, k0, k1, acc);
+        else
+          detail::dot_block_any<T>(mr, nr, x + i * ldx, ldx, w + j * ldw, ldw, k0, k1, acc,
+                                   std::make_integer_sequence<int, block_rows>{});
+      }
+    }
+  }
+
+  for (Index i = 0; i < m; ++i)
+    for (Index j = 0; j < n; ++j) {
+      const Index ib = i / block_rows, jb = j / block_cols;
+      const int nr = int(std::min<Index>(block_cols, n - jb * block_cols));
+      T s = kv > 0 ? reduce_add(scratch[std::size_t((ib * col_blocks + jb) * cells + (i % block_rows) * nr +
+                                                    j % block_cols)])
+                   : T(0);
+      for (Index p = kv; p < k; ++p) s = std::fma(x[i * ldx + p], w[j * ldw + p], s);
+      y[i * ldy + j] = bias ? s + bias[j] : s;
+    }
+}
+
+}  // namespace vmoer::cpu

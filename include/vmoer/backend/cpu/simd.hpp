@@ -1,0 +1,44 @@
+// The one place the library includes xsimd. Only CPU-backend headers include this
+// file: recent xsimd does not compile under nvcc, and device code never needs it.
+#pragma once
+
+#include <xsimd/xsimd.hpp>
+
+namespace vmoer::cpu {
+
+/// The widest SIMD batch of T for the architecture this translation unit targets.
+template <class T>
+using batch = xsimd::batch<T>;
+
+/// Horizontal sum. xsimd 8.1 (Debian 12) names it hadd; later releases reduce_add.
+template <class B>
+inline auto reduce_add(const B& b) {
+#if XSIMD_VERSION_MAJOR >= 9
+  return xsimd::reduce_add(b);
+#else
+  return xsimd::hadd(b);
+#endif
+}
+
+/// Horizontal maximum, with the same spelling shim.
+template <class B>
+inline auto reduce_max(const B& b) {
+#if XSIMD_VERSION_MAJOR >= 9
+  return xsimd::reduce_max(b);
+#else
+  alignas(64) typename B::value_type lanes[B::size];
+  b.store_aligned(lanes);
+  auto m = lanes[0];
+  for (std::size_t i = 1; i < B::size; ++i) m = lanes[i] > m ? lanes[i] : m;
+  return m;
+#endif
+}
+
+/// n rounded up to a whole number of batches of T.
+template <class T>
+constexpr long padded(long n) {
+  constexpr long w = long(batch<T>::size);
+  return (n + w - 1) / w * w;
+}
+
+}  // namespace vmoer::cpu

@@ -1,0 +1,344 @@
+// One token through sampler and selector on the CPU: S samples z_s (mu + L eps_s for
+// a Gaussian posterior, or logit samples a weight-space posterior computed), their
+// gate distributions and scores at the token's temperature, the aggregate, the
+// uncertainty signals, then selection and combine weights. The per-token math
+// (covariance policies, selection, weights) is the shared host/device code; this file
+// only vectorises the loops.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "vmoer/backend/cpu/vector_math.hpp"
+#include "vmoer/routing.hpp"
+#include "vmoer/sampler/moment_matched.hpp"
+#include "vmoer/selector/sample_k.hpp"
+#include "vmoer/selector/select.hpp"
+
+namespace vmoer::cpu {
+
+/// What one token brings to the pipeline.
+template <class T>
+struct TokenInput {
+  std::uint32_t token = 0;      ///< global token index (its RNG coordinate)
+  const T* mu = nullptr;        ///< [E] posterior mean logits
+  const T* scale = nullptr;     ///< finalised scale head of a Gaussian posterior, or null
+  const T* tau = nullptr;       ///< [1 or E] learned temperatures, or null for the selector's fixed one
+  Index tau_width = 0;          ///< 1 or E when tau is set
+  const T* samples = nullptr;   ///< [S] rows of E logit samples from a weight-space posterior, or null
+  Index sample_stride = 0;      ///< distance between those rows
+};
+
+/// Where one token's results go.
+template <class T>
+struct TokenOutput {
+  std::int32_t* ids;      ///< [K]
+  T* weights;             ///< [K]
+  T* logit_variance;      ///< scalar signals
+  T* mc_variance;         ///< ...
+  T* entropy;             ///< ...
+  T* mutual_information;  ///< ...
+  T* temperature;         ///< ...
+  T* logits;              ///< [E] mean logits, or null
+  T* probs;               ///< [E] averaged scores, or null
+};
+
+/// The sampler, selector and sizes of one route() call, and one thread's scratch.
+template <class Posterior, class Sampler, class Selector>
+class TokenPipeline {
+ public:
+  using T = typename Posterior::scalar;  ///< compute type
+  /// Whether samples carry Gaussian noise drawn here.
+  static constexpr bool gaussian_noise = Posterior::stochastic && Sampler::draws && !Posterior::weight_space;
+  /// Whether the average is the deterministic moment-matching approximation.
+  static constexpr bool moment_matched = std::is_same_v<Sampler, MomentMatched>;
+  static_assert(!(moment_matched && Posterior::weight_space), "MomentMatched needs a logit-space posterior");
+
+  /// Set-up for the router's policies.
+  TokenPipeline(const Posterior& posterior, const Sampler& sampler, const Selector& selector,
+                const rng::Stream& stream)
+      : conv_(selector.convention),
+        stream_(stream),
+        experts_(posterior.experts()),
+        padded_(padded<T>(experts_)),
+        noise_padded_(padded<T>((posterior.noise_size() + 1) / 2) * 2),
+        rank_(posterior.rank()),
+        samples_(Posterior::stochastic && Sampler::draws ? sampler.samples : 1),
+        aggregate_(sampler.aggregate),
+        sampled_(selector.sampled()) {
+    if constexpr (requires { selector.selection_bias; })
+      for (float b : selector.selection_bias) bias_.push_back(b);
+    if constexpr (!Selector::learned_tau) fixed_tau_ = T(selector.temperature());
+    for (auto* v : {&mu_, &z_, &zt_, &p_, &q_, &acc_p_, &acc_p2_, &acc_q_, &acc_q1_, &acc_z_, &acc_z2_, &inv_tau_})
+      v->assign(std::size_t(padded_), T(0));
+    eps_.assign(std::size_t(noise_padded_), T(0));
+    words_x_.assign(std::size_t(noise_padded_ / 2), 0);
+    words_y_.assign(std::size_t(noise_padded_ / 2), 0);
+    keys_.assign(std::size_t(conv_.top_k), T(0));
+    if constexpr (moment_matched) {
+      factor_.assign(std::size_t(experts_ * posterior.noise_size()), T(0));
+      sigma_.assign(std::size_t(experts_ * experts_), T(0));
+      ones_.assign(std::size_t(padded_), T(1));
+      expansion_ = sampler.expansion;
+      noise_ = posterior.noise_size();
+    }
+  }
+
+  /// Routes one token.
+  void run(const TokenInput<T>& in, const TokenOutput<T>& out) {
+    const T neg_inf = -std::numeric_limits<T>::infinity();
+    for (Index e = 0; e < padded_; ++e) mu_[e] = e < experts_ ? in.mu[e] : neg_inf;
+    for (auto* v : {&acc_p_, &acc_p2_, &acc_q_, &acc_q1_, &acc_z_, &acc_z2_}) std::fill(v->begin(), v->end(), T(0));
+    const T tau_mean = set_temperature(in);
+    const bool tempered = tau_mean != T(1) || in.tau_width > 1;
+    const bool separate_scores = conv_.score != Score::softmax;
+    const bool untempered = sampled_ && tempered;
+    T entropy_sum = T(0);
+    if constexpr (moment_matched)
+      entropy_sum = match_moments(in, separate_scores, untempered);
+    else
+      entropy_sum = average_samples(in, tempered, separate_scores, untempered);
+    finish(in, out, entropy_sum, tau_mean);
+  }
+
+ private:
+  using buffer = std::vector<T, xsimd::aligned_allocator<T>>;
+
+  // Draws the S samples and leaves acc_p_ = mean gate distribution, scores_ and
+  // weight_scores_ = the (tempered, untempered) averaged scores; returns sum_s H(p_s).
+  T average_samples(const TokenInput<T>& in, bool tempered, bool separate_scores, bool untempered) {
+    using B = batch<T>;
+    constexpr Index w = Index(B::size);
+    const T neg_inf = -std::numeric_limits<T>::infinity();
+    T entropy_sum = T(0);
+
+    for (Index s = 0; s < samples_; ++s) {
+      T* z = z_.data();
+      if constexpr (gaussian_noise) {
+        copy(mu_.data(), z);
+        normals(stream_, rng::Purpose::logit_noise, in.token, std::uint32_t(s), eps_.data(), noise_padded_,
+                words_x_.data(), words_y_.data());
+        Posterior::covariance::add_noise(in.scale, eps_.data(), z, experts_, rank_);
+      } else if constexpr (Posterior::weight_space) {
+        for (Index e = 0; e < padded_; ++e) z[e] = e < experts_ ? in.samples[s * in.sample_stride + e] : neg_inf;
+        for (Index e = 0; e < experts_; ++e) acc_z2_[e] += z[e] * z[e];
+      } else {
+        z = mu_.data();
+      }
+      if (aggregate_ == Aggregate::logits || Posterior::weight_space) add(z, acc_z_.data());
+      const T* zt = z;
+      if (tempered) {
+        for (Index i = 0; i < padded_; i += w)
+          (B::load_aligned(z + i) * B::load_aligned(inv_tau_.data() + i)).store_aligned(zt_.data() + i);
+        zt = zt_.data();
+      }
+      entropy_sum += softmax_entropy(zt, p_.data(), experts_, padded_);
+      for (Index i = 0; i < padded_; i += w) {
+        const B pi = B::load_aligned(p_.data() + i);
+        (B::load_aligned(acc_p_.data() + i) + pi).store_aligned(acc_p_.data() + i);
+        xsimd::fma(pi, pi, B::load_aligned(acc_p2_.data() + i)).store_aligned(acc_p2_.data() + i);
+      }
+      if (aggregate_ == Aggregate::probs) {
+        if (separate_scores) {
+          score(zt, q_.data());
+          add(q_.data(), acc_q_.data());
+        }
+        if (untempered) {
+          score(z, q_.data());
+          add(q_.data(), acc_q1_.data());
+        }
+      }
+    }
+
+    // Aggregate: scores (tempered) and, for sampled selection, untempered scores.
+    const T inv_s = T(1) / T(samples_);
+    scale_by(acc_p_.data(), inv_s);  // acc_p_ is now the mean gate distribution
+    scores_ = weight_scores_ = acc_p_.data();
+    if (aggregate_ == Aggregate::logits) {
+      scale_by(acc_z_.data(), inv_s);  // mean logits
+      for (Index i = 0; i < padded_; i += w)
+        (B::load_aligned(acc_z_.data() + i) * B::load_aligned(inv_tau_.data() + i)).store_aligned(zt_.data() + i);
+      score(zt_.data(), acc_q_.data());
+      scores_ = weight_scores_ = acc_q_.data();
+      if (untempered) {
+        score(acc_z_.data(), acc_q1_.data());
+        weight_scores_ = acc_q1_.data();
+      }
+    } else {
+      if (separate_scores) {
+        scale_by(acc_q_.data(), inv_s);
+        scores_ = acc_q_.data();
+      }
+      weight_scores_ = scores_;
+      if (untempered) {
+        scale_by(acc_q1_.data(), inv_s);
+        weight_scores_ = acc_q1_.data();
+      }
+    }
+
+    return entropy_sum;
+  }
+
+  // The deterministic counterpart of average_samples (see sampler/moment_matched.hpp):
+  // Sigma = A A^T from the factor A, whose columns are L e_j; returns H(p) so that the
+  // mutual information is 0.
+  T match_moments(const TokenInput<T>& in, bool separate_scores, bool untempered) {
+    if constexpr (Posterior::stochastic && !Posterior::weight_space) {
+      std::fill(factor_.begin(), factor_.end(), T(0));
+      for (Index j = 0; j < noise_; ++j) {
+        std::fill(eps_.begin(), eps_.end(), T(0));
+        std::fill(z_.begin(), z_.end(), T(0));
+        eps_[j] = T(1);
+        Posterior::covariance::add_noise(in.scale, eps_.data(), z_.data(), experts_, rank_);
+        for (Index e = 0; e < experts_; ++e) factor_[e * noise_ + j] = z_[e];
+      }
+      for (Index a = 0; a < experts_; ++a)
+        for (Index b = 0; b < experts_; ++b) {
+          T g = T(0);
+          for (Index j = 0; j < noise_; ++j) g += factor_[a * noise_ + j] * factor_[b * noise_ + j];
+          sigma_[a * experts_ + b] = g;
+        }
+    }
+    // One evaluation at temperature 1/inv for the scores, one for the gate distribution.
+    auto evaluate = [&](const T* inv, T* gate, T* scores) {
+      for (Index e = 0; e < experts_; ++e) zt_[e] = in.mu[e] * inv[e];
+      if constexpr (Posterior::stochastic && !Posterior::weight_space) {
+        tempered_sigma_.resize(sigma_.size());
+        for (Index a = 0; a < experts_; ++a)
+          for (Index b = 0; b < experts_; ++b)
+            tempered_sigma_[std::size_t(a * experts_ + b)] = sigma_[std::size_t(a * experts_ + b)] * inv[a] * inv[b];
+      } else {
+        tempered_sigma_.assign(std::size_t(experts_ * experts_), T(0));
+      }
+      if (expansion_ == Expansion::second_order)
+        moments::softmax_mean_second_order(zt_.data(), tempered_sigma_.data(), experts_, gate, q_.data());
+      else
+        moments::softmax_mean_pairwise(zt_.data(), tempered_sigma_.data(), experts_, gate);
+      switch (conv_.score) {
+        case Score::softmax:
+          if (scores != gate) std::copy(gate, gate + experts_, scores);
+          break;
+        case Score::sigmoid:
+          moments::sigmoid_mean(zt_.data(), tempered_sigma_.data(), experts_, scores);
+          break;
+        case Score::raw:
+          std::copy(zt_.data(), zt_.data() + experts_, scores);
+          break;
+      }
+    };
+    std::fill(acc_p_.begin(), acc_p_.end(), T(0));
+    evaluate(inv_tau_.data(), acc_p_.data(), separate_scores ? acc_q_.data() : acc_p_.data());
+    scores_ = weight_scores_ = separate_scores ? acc_q_.data() : acc_p_.data();
+    if (untempered) {
+      evaluate(ones_.data(), acc_p2_.data(), acc_q1_.data());  // acc_p2_: scratch gate
+      weight_scores_ = acc_q1_.data();
+    }
+    if (aggregate_ == Aggregate::logits) {  // score(mean logits): drop the covariance
+      for (Index e = 0; e < experts_; ++e) zt_[e] = in.mu[e] * inv_tau_[e];
+      score(zt_.data(), acc_q_.data());
+      scores_ = weight_scores_ = acc_q_.data();
+      if (untempered) {
+        score(in.mu, acc_q1_.data());
+        weight_scores_ = acc_q1_.data();
+      }
+    }
+    return entropy(acc_p_.data(), experts_, padded_);
+  }
+
+  // Signals, selection and weights from acc_p_, scores_ and weight_scores_.
+  void finish(const TokenInput<T>& in, const TokenOutput<T>& out, T entropy_sum, T tau_mean) {
+    const T inv_s = T(1) / T(samples_);
+    // Signals.
+    const T h = entropy(acc_p_.data(), experts_, padded_);
+    *out.entropy = h;
+    const T mi = h - entropy_sum * inv_s;
+    *out.mutual_information = mi > T(0) ? mi : T(0);
+    *out.mc_variance = samples_ > 1 ? sample_variance(acc_p_.data(), acc_p2_.data(), T(1)) : T(0);
+    if constexpr (Posterior::weight_space) {  // no closed form: the sample estimate of tr Cov(z)
+      const T mean_scale = aggregate_ == Aggregate::logits ? T(1) : inv_s;  // acc_z_ already averaged for logits
+      *out.logit_variance = samples_ > 1 ? sample_variance(acc_z_.data(), acc_z2_.data(), mean_scale) : T(0);
+    } else if constexpr (Posterior::stochastic) {
+      *out.logit_variance = Posterior::covariance::trace(in.scale, experts_, rank_);
+    } else {
+      *out.logit_variance = T(0);
+    }
+    *out.temperature = tau_mean;
+
+    // Selection and weights.
+    if (sampled_)
+      selection::sample_top_k(scores_, experts_, conv_.top_k, stream_, in.token, out.ids, keys_.data());
+    else
+      selection::select_top_k(scores_, bias_.empty() ? nullptr : bias_.data(), experts_, conv_, out.ids,
+                              keys_.data());
+    selection::combine_weights(weight_scores_, out.ids, conv_, out.weights);
+
+    if (out.logits)
+      for (Index e = 0; e < experts_; ++e) out.logits[e] = in.mu[e];
+    if (out.probs)
+      for (Index e = 0; e < experts_; ++e) out.probs[e] = scores_[e];
+  }
+
+  // Fills inv_tau_ (padded lanes 1) and returns the token's mean temperature.
+  T set_temperature(const TokenInput<T>& in) {
+    T sum = T(0);
+    for (Index e = 0; e < padded_; ++e) {
+      const T t = in.tau ? (e < experts_ ? in.tau[in.tau_width > 1 ? e : 0] : T(1)) : fixed_tau_;
+      inv_tau_[e] = T(1) / t;
+      if (e < experts_) sum += t;
+    }
+    return sum / T(experts_);
+  }
+  // sum_e of the unbiased variance over samples, from running sums (mean = sum * mean_scale).
+  T sample_variance(const T* mean_or_sum, const T* squares, T mean_scale) const {
+    T var = T(0);
+    for (Index e = 0; e < experts_; ++e) {
+      const T m = mean_or_sum[e] * mean_scale;
+      const T v = (squares[e] - T(samples_) * m * m) / T(samples_ - 1);
+      var += v > T(0) ? v : T(0);
+    }
+    return var;
+  }
+  void copy(const T* from, T* to) const {
+    for (Index i = 0; i < padded_; ++i) to[i] = from[i];
+  }
+  void add(const T* x, T* acc) const {
+    for (Index i = 0; i < padded_; ++i) acc[i] += x[i];
+  }
+  void scale_by(T* x, T f) const {
+    for (Index i = 0; i < padded_; ++i) x[i] *= f;
+  }
+  // The convention's score of one logit vector (softmax, sigmoid or the logits).
+  void score(const T* z, T* q) {
+    switch (conv_.score) {
+      case Score::softmax:
+        softmax_entropy(z, q, experts_, padded_);
+        break;
+      case Score::sigmoid:
+        sigmoid(z, q, padded_);
+        break;
+      case Score::raw:
+        for (Index i = 0; i < padded_; ++i) q[i] = i < experts_ ? z[i] : T(0);
+        break;
+    }
+  }
+
+  Convention conv_;
+  rng::Stream stream_;
+  Index experts_, padded_, noise_padded_, rank_, samples_;
+  Aggregate aggregate_;
+  bool sampled_;
+  T fixed_tau_ = T(1);
+  std::vector<float> bias_;
+  buffer mu_, z_, zt_, p_, q_, acc_p_, acc_p2_, acc_q_, acc_q1_, acc_z_, acc_z2_, inv_tau_, eps_;
+  std::vector<std::uint32_t> words_x_, words_y_;
+  buffer keys_;
+  const T* scores_ = nullptr;         // averaged scores used for selection
+  const T* weight_scores_ = nullptr;  // averaged scores used for the weights
+  Index noise_ = 0;                   // normals per sample (moment matching)
+  Expansion expansion_ = Expansion::second_order;
+  std::vector<T> factor_, sigma_, tempered_sigma_, ones_;
+};
+
+}  // namespace vmoer::cpu

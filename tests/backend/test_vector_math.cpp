@@ -1,0 +1,73 @@
+// The CPU's vectorised per-token loops against double references, padding included.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "vmoer/backend/cpu/vector_math.hpp"
+#include "vmoer/types.hpp"
+
+using namespace vmoer;
+
+namespace {
+
+template <class T>
+using buffer = std::vector<T, xsimd::aligned_allocator<T>>;
+
+template <class T>
+buffer<T> padded_logits(Index n, unsigned seed) {
+  const Index np = cpu::padded<T>(n);
+  buffer<T> z(std::size_t(np), -std::numeric_limits<T>::infinity());
+  std::srand(seed);
+  for (Index i = 0; i < n; ++i) z[std::size_t(i)] = T(6.0 * std::rand() / RAND_MAX - 3.0);
+  return z;
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("softmax_entropy, sigmoid and entropy match double formulas on padded arrays", T, float, double) {
+  const double tol = std::is_same_v<T, float> ? 2e-6 : 1e-13;
+  for (Index n : {1, 3, 8, 17, 40, 64, 257}) {
+    const Index np = cpu::padded<T>(n);
+    const buffer<T> z = padded_logits<T>(n, unsigned(n));
+    buffer<T> p(static_cast<std::size_t>(np)), q(static_cast<std::size_t>(np));
+    const T h = cpu::softmax_entropy(z.data(), p.data(), n, np);
+    cpu::sigmoid(z.data(), q.data(), np);
+    double m = -1e300, total = 0;
+    for (Index i = 0; i < n; ++i) m = std::max(m, double(z[std::size_t(i)]));
+    for (Index i = 0; i < n; ++i) total += std::exp(double(z[std::size_t(i)]) - m);
+    double href = 0;
+    for (Index i = 0; i < n; ++i) {
+      const double pi = std::exp(double(z[std::size_t(i)]) - m) / total;
+      href -= pi * std::log(pi);
+      CHECK(double(p[std::size_t(i)]) == doctest::Approx(pi).epsilon(tol));
+      CHECK(double(q[std::size_t(i)]) == doctest::Approx(1 / (1 + std::exp(-double(z[std::size_t(i)])))).epsilon(tol));
+    }
+    for (Index i = n; i < np; ++i) {
+      CHECK(p[std::size_t(i)] == T(0));
+      CHECK(q[std::size_t(i)] == T(0));
+    }
+    CHECK(double(h) == doctest::Approx(href).epsilon(tol * 10).scale(1.0));
+    CHECK(double(cpu::entropy(p.data(), n, np)) == doctest::Approx(href).epsilon(tol * 10).scale(1.0));
+  }
+}
+
+TEST_CASE("entropy treats zero probabilities as contributing nothing") {
+  const Index np = cpu::padded<float>(5);
+  buffer<float> p(static_cast<std::size_t>(np), 0.f);
+  p[0] = 0.5f;
+  p[3] = 0.5f;
+  CHECK(cpu::entropy(p.data(), 5, np) == doctest::Approx(std::log(2.0)));
+}
+
+TEST_CASE_TEMPLATE("exp_half maps log-variances to standard deviations", T, float, double) {
+  for (Index n : {1, 7, 16, 33}) {
+    std::vector<T> x(static_cast<std::size_t>(n));
+    for (Index i = 0; i < n; ++i) x[std::size_t(i)] = T(-4 + 0.3 * double(i));
+    std::vector<T> y = x;
+    cpu::exp_half(y.data(), n);
+    for (Index i = 0; i < n; ++i)
+      CHECK(double(y[std::size_t(i)]) == doctest::Approx(std::exp(0.5 * double(x[std::size_t(i)]))).epsilon(1e-6));
+  }
+}
