@@ -31,6 +31,11 @@ enum class Normalize : int {
   sum = 1,          ///< w / (sum w + norm_eps)
   lp = 2,           ///< w / ||w||_p (DBRX)
   sum_clamped = 3,  ///< w / max(sum w, norm_min) (ERNIE 4.5)
+  /// Not a renormalisation but PhiMoE's sparsemixer (eval mode), which needs Score::raw:
+  /// the i-th weight is the softmax, at the i-th chosen expert, over the experts not
+  /// chosen before it whose logits s lie within the relative window
+  /// (m - s) / max(|s|, m) <= 2 jitter_eps of that expert's logit m.
+  sparsemixer = 4,
 };
 
 /// Score of a group of experts in group-limited selection.
@@ -56,6 +61,7 @@ struct Convention {
   /// dropped expert can still win.
   double group_mask = -INFINITY;
   double scaling = 1.0;                     ///< routed scaling factor applied last
+  double jitter_eps = 0.01;                 ///< window of Normalize::sparsemixer (PhiMoE router_jitter_noise)
 };
 
 /// Largest number of groups: kept groups are tracked in a 64-bit mask.
@@ -81,6 +87,10 @@ inline void validate(const Convention& c, Index experts, const char* where) {
   require(std::isfinite(c.norm_min) && c.norm_min >= 0, where, "norm_min = ", c.norm_min, " must be finite and >= 0");
   require(std::isfinite(c.scaling), where, "scaling = ", c.scaling, " must be finite");
   require(!std::isnan(c.group_mask), where, "group_mask must not be NaN");
+  require(c.normalize != Normalize::sparsemixer || (c.score == Score::raw && c.order == Order::score_then_select),
+          where, "normalize sparsemixer reads the logits: it needs score raw and order score_then_select");
+  require(std::isfinite(c.jitter_eps) && c.jitter_eps >= 0, where, "jitter_eps = ", c.jitter_eps,
+          " must be finite and >= 0");
 }
 
 }  // namespace vmoer

@@ -93,13 +93,40 @@ VMOER_HOST_DEVICE inline void select_top_k(const T* scores, const float* bias, I
   }
 }
 
-/// Combine weights of the chosen experts from the (unbiased) scores: gather, the
-/// softmax over the selection when the order says so, renormalisation, scaling.
+/// PhiMoE's sparsemixer weight of the i-th chosen expert (ids by descending logit):
+/// 1 / sum of exp(s_e - m) over the experts e not chosen before it whose logits s_e lie
+/// within the window, (m - s_e) / max(|s_e|, m) <= 2 jitter_eps, where m is its logit.
+/// Written as transformers computes it, so that a 0/0 (m = s_e = 0) stays in the window.
 template <class T>
-VMOER_HOST_DEVICE inline void combine_weights(const T* scores, const std::int32_t* ids, const Convention& c,
-                                              T* weights) {
+VMOER_HOST_DEVICE inline T sparsemixer_weight(const T* logits, Index experts, const std::int32_t* ids, Index i,
+                                              double jitter_eps) {
+  using std::exp;
+  const T top = logits[ids[i]];
+  const T window = T(2 * jitter_eps);
+  T sum = T(0);
+  for (Index e = 0; e < experts; ++e) {
+    bool chosen_before = false;
+    for (Index j = 0; j < i; ++j) chosen_before = chosen_before || ids[j] == e;
+    const T magnitude = logits[e] < T(0) ? -logits[e] : logits[e];
+    const T factor = magnitude > top ? magnitude : top;
+    if (chosen_before || (top - logits[e]) / factor > window) continue;
+    sum += exp(logits[e] - top);
+  }
+  return T(1) / sum;
+}
+
+/// Combine weights of the chosen experts from the (unbiased) scores of all E experts:
+/// gather, the softmax over the selection when the order says so, renormalisation,
+/// scaling.
+template <class T>
+VMOER_HOST_DEVICE inline void combine_weights(const T* scores, Index experts, const std::int32_t* ids,
+                                              const Convention& c, T* weights) {
   using std::pow;
   const Index k = c.top_k;
+  if (c.normalize == Normalize::sparsemixer) {
+    for (Index i = 0; i < k; ++i) weights[i] = sparsemixer_weight(scores, experts, ids, i, c.jitter_eps) * T(c.scaling);
+    return;
+  }
   for (Index i = 0; i < k; ++i) weights[i] = scores[ids[i]];
   T sum = T(0);
   for (Index i = 0; i < k; ++i) sum += weights[i];
@@ -124,8 +151,18 @@ VMOER_HOST_DEVICE inline void combine_weights(const T* scores, const std::int32_
       denominator = s > T(c.norm_min) ? s : T(c.norm_min);
       break;
     }
+    case Normalize::sparsemixer:
+      break;  // handled above
   }
   for (Index i = 0; i < k; ++i) weights[i] = weights[i] / denominator * T(c.scaling);
+}
+
+/// combine_weights for the conventions whose weights read the chosen experts' scores
+/// only, which is every one but Normalize::sparsemixer.
+template <class T>
+VMOER_HOST_DEVICE inline void combine_weights(const T* scores, const std::int32_t* ids, const Convention& c,
+                                              T* weights) {
+  combine_weights(scores, Index(0), ids, c, weights);
 }
 
 }  // namespace vmoer::selection

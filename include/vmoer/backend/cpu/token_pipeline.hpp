@@ -272,7 +272,7 @@ class TokenPipeline {
     else
       selection::select_top_k(scores_, bias_.empty() ? nullptr : bias_.data(), experts_, conv_, out.ids,
                               keys_.data());
-    selection::combine_weights(weight_scores_, out.ids, conv_, out.weights);
+    selection::combine_weights(weight_scores_, experts_, out.ids, conv_, out.weights);
 
     if (out.logits)
       for (Index e = 0; e < experts_; ++e) out.logits[e] = in.mu[e];
