@@ -93,7 +93,8 @@ inline Settings checkpoint_settings(const io::checkpoint& ck, Family family, Ind
 
 /// Layer `layer`'s router of `family` in `ck`, routed with `settings`. Throws
 /// vmoer::io_error when a tensor is missing or has the wrong shape or dtype, or when
-/// config.json declares another number of experts than the weight has.
+/// config.json declares another number of experts than the weight has, and
+/// vmoer::invalid_argument when the settings do not fit the layer (K > E, groups...).
 template <class T = float>
 LayerRouter<T> load_router(const io::checkpoint& ck, Family family, Index layer, const Settings& settings) {
   const FamilyInfo& f = info(family);
@@ -127,7 +128,14 @@ LayerRouter<T> load_router(const io::checkpoint& ck, Family family, Index layer,
   if (const std::optional<std::string> b = find_tensor(ck, f.correction_bias, layer)) {
     for (const T v : read_vector(*b)) r.correction_bias.push_back(float(v));
   }
-  validate(r.selector(), experts);
+  try {
+    validate(r.selector(), experts);
+  } catch (const invalid_argument& e) {  // say which layer, keeping the type
+    std::string_view what = e.what();
+    if (what.starts_with("vmoer: ")) what.remove_prefix(7);
+    throw invalid_argument(vmoer::detail::concat("vmoer: ", ck.directory().string(), ": ", f.name, " layer ", layer,
+                                                 ": ", what));
+  }
   return r;
 }
 
