@@ -13,19 +13,6 @@
 //
 // Fixed inputs: hidden states and router weights come from Eigen's Random after
 // std::srand with a seed derived from the shape, so every run sees the same numbers.
-//
-// Alignment: the library keeps its parameters in a std::vector<T>, whose data is only
-// 16-byte aligned; glibc serves a fresh process's allocations of 128 KiB and more by
-// mmap at page + 16 bytes, so every 64-byte SIMD load of a row of W straddles two
-// cache lines. Where a later allocation lands depends on the process's history (glibc
-// moves its mmap threshold up as large blocks are freed), so for reproducible runs
-// the routers are built with the threshold at glibc's initial 128 KiB (W at offset 16,
-// as in a process that builds its routers at start-up), and timed with it at its
-// 32 MiB ceiling (the steady state glibc drifts to: per-call scratch is recycled from
-// the heap, not mmapped and faulted in on every call). Cases tagged /align:64 build
-// their router while this program's operator new returns 64-byte aligned blocks,
-// which is what a fix in the library would give. route/ and part/ cases report the
-// weight's address mod 64 as the counter w_offset.
 #include <benchmark/benchmark.h>
 
 #include <Eigen/Core>
@@ -45,40 +32,6 @@
 
 #include <vmoer/vmoer.hpp>
 
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
-
-// operator new: plain malloc, or 64-byte aligned blocks while g_align64 is set.
-namespace {
-bool g_align64 = false;
-void* allocate(std::size_t n) {
-  if (n == 0) n = 1;
-  void* p = g_align64 ? std::aligned_alloc(64, (n + 63) / 64 * 64) : std::malloc(n);
-  if (!p) throw std::bad_alloc();
-  return p;
-}
-
-// glibc's mmap threshold: 128 KiB while a router is built, 32 MiB while it is timed.
-void weights_malloc() {
-#if defined(__GLIBC__)
-  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
-#endif
-}
-void steady_malloc() {
-#if defined(__GLIBC__)
-  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
-  mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
-#endif
-}
-}  // namespace
-void* operator new(std::size_t n) { return allocate(n); }
-void* operator new[](std::size_t n) { return allocate(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-
 namespace {
 
 using namespace vmoer;
@@ -97,7 +50,6 @@ const rng::Stream kStream{1234, 0};
 struct Shape {
   Index T = 1, D = 2048, E = 64, K = 8, S = 0;  // S = 0: not a sampled composition
   int threads = 1;
-  int align = 0;  // 64: build the router with 64-byte aligned parameters (see the file comment)
 };
 
 std::string shape_suffix(const Shape& s) {
@@ -105,7 +57,6 @@ std::string shape_suffix(const Shape& s) {
                   "/K:" + std::to_string(s.K);
   if (s.S > 0) n += "/S:" + std::to_string(s.S);
   if (s.threads != 1) n += "/threads:" + std::to_string(s.threads);
-  if (s.align != 0) n += "/align:" + std::to_string(s.align);
   return n;
 }
 
@@ -159,7 +110,6 @@ void finish(benchmark::State& st, const Shape& s) {
   st.counters["S"] = double(s.S);
   st.counters["H"] = double(kHidden);
   st.counters["threads"] = double(s.threads);
-  st.counters["align"] = double(s.align);
   st.counters["s_per_token"] =
       benchmark::Counter(double(s.T), benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }
@@ -201,8 +151,6 @@ bool monte_carlo(Comp c) {
 template <class Post, class Sampler, class Selector>
 void time_router(benchmark::State& st, Post post, Sampler sampler, Selector selector, const Shape& s) {
   const Router router(std::move(post), sampler, std::move(selector), kStream, Cpu{.threads = s.threads});
-  g_align64 = false;  // set by bench_route for the parameters only
-  steady_malloc();
   const Mat& x = hidden_input(s.T, s.D);
   for (auto _ : st) {
     Routing<float> out = router.route(x);
@@ -210,15 +158,12 @@ void time_router(benchmark::State& st, Post post, Sampler sampler, Selector sele
     benchmark::ClobberMemory();
   }
   finish(st, s);
-  st.counters["w_offset"] = double(reinterpret_cast<std::uintptr_t>(router.posterior().input_weight()) % 64);
 }
 
 void bench_route(benchmark::State& st, Comp c, Shape s) {
   const Mat& w = router_weight(s.E, s.D);
   hidden_input(s.T, s.D);
   const MonteCarlo mc{.samples = s.S};
-  g_align64 = s.align == 64;  // cleared by time_router once the router is built
-  weights_malloc();           // likewise
   switch (c) {
     case Comp::dirac_topk:
       return time_router(st, Dirac<float>(w), MeanOnly{}, TopK{convention(s.K)}, s);
@@ -417,13 +362,9 @@ void bench_part(benchmark::State& st, Part part, Shape s) {
   using cpu::padded;
   const Index tile = 16, E = s.E, H = kHidden, S = std::max<Index>(s.S, 1);
   const Mat& x = hidden_input(s.T, s.D);
-  g_align64 = s.align == 64;
-  weights_malloc();
   const MeanField<float> post = gaussian<MeanField<float>>(s, 0);
   const bool full = part == Part::project_head_full_covariance;
   const FullCovariance<float> full_post = gaussian<FullCovariance<float>>(full ? s : Shape{1, 16, 1, 1}, 0);
-  g_align64 = false;
-  steady_malloc();
   const Index head_rows = full ? E + full_post.head_size() : 2 * E;
   const float* head_weight = full ? full_post.head_weight() : post.head_weight();
   const float* head_bias = full ? full_post.head_bias() : post.head_bias();
@@ -519,7 +460,6 @@ void bench_part(benchmark::State& st, Part part, Shape s) {
     benchmark::ClobberMemory();
   }
   finish(st, s);
-  st.counters["w_offset"] = double(reinterpret_cast<std::uintptr_t>(post.input_weight()) % 64);
   if (part == Part::normals_simd || part == Part::normals_scalar)
     st.counters["s_per_normal"] = benchmark::Counter(double(s.T * S * E), benchmark::Counter::kIsIterationInvariantRate |
                                                                               benchmark::Counter::kInvert);
@@ -627,26 +567,14 @@ void register_default() {
     add_route(Comp::mean_field_mc_topk, Shape{256, D, E, k, 32});
     add_naive_topk(Shape{256, D, E, k});
   }
-  // 5. The same routers built with 64-byte aligned parameters (see the file comment).
-  for (Index T : {1, 16, 256, 4096}) {
-    add_route(Comp::dirac_topk, Shape{T, D, E, K, 0, 1, 64});
-    add_route(Comp::mean_field_mc_topk, Shape{T, D, E, K, 32, 1, 64});
-    add_route(Comp::mean_field_mean_topk, Shape{T, D, E, K, 0, 1, 64});
-  }
-  add_route(Comp::full_covariance_mc_topk, Shape{256, D, E, K, 32, 1, 64});
-  add_route(Comp::low_rank_mc_topk, Shape{256, D, E, K, 32, 1, 64});
-  add_route(Comp::dirac_topk, Shape{4096, D, E, K, 0, 2, 64});
-  add_route(Comp::mean_field_mc_topk, Shape{4096, D, E, K, 32, 2, 64});
-  // 6. Two threads (Cpu{.threads = 2}; Eigen::setNbThreads(2) for the GEMM).
+  // 5. Two threads (Cpu{.threads = 2}; Eigen::setNbThreads(2) for the GEMM).
   for (Index T : {256, 4096}) {
     add_route(Comp::dirac_topk, Shape{T, D, E, K, 0, 2});
     add_route(Comp::mean_field_mc_topk, Shape{T, D, E, K, 32, 2});
     add_gemm(Shape{T, D, E, K, 0, 2});
   }
-  // 7. Stages of the pipeline at T = 256.
+  // 6. Stages of the pipeline at T = 256.
   for (Part p : kAllParts) add_part(p, Shape{256, D, E, K});
-  add_part(Part::project_router, Shape{256, D, E, K, 0, 1, 64});
-  add_part(Part::project_trunk, Shape{256, D, E, K, 0, 1, 64});
   add_part(Part::pipeline_mean_field, Shape{256, D, 256, K});
   add_part(Part::pipeline_dirac, Shape{256, D, 256, K});
 }
@@ -702,7 +630,6 @@ int main(int argc, char** argv) {
       argv[kept++] = argv[i];
   }
   argc = kept;
-  steady_malloc();  // see the file comment
   Eigen::setNbThreads(1);  // Eigen's GEMM would otherwise use every OpenMP thread
 
   full ? register_full() : register_default();

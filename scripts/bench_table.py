@@ -6,7 +6,7 @@
     python3 scripts/bench_table.py bench.json [--stat median|mean|min] [--only throughput,ratios,...]
 
 Benchmark names look like
-    route/<composition>/T:256/D:2048/E:64/K:8[/S:32][/threads:2][/align:64][/real_time]
+    route/<composition>/T:256/D:2048/E:64/K:8[/S:32][/threads:2][/real_time]
     baseline/<eigen_gemm|naive_eigen_topk|naive_eigen_mean_field|naive_eigen_mean_field_std>/...
     part/<stage>/...
 Times are wall-clock (the benchmarks use UseRealTime). With repetitions, the chosen
@@ -29,7 +29,7 @@ import sys
 from collections import defaultdict
 
 UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
-SHAPE_KEYS = ("T", "D", "E", "K", "S", "threads", "align")
+SHAPE_KEYS = ("T", "D", "E", "K", "S", "threads")
 IGNORED_TAGS = ("real_time", "process_time", "manual_time")
 
 LABELS = {
@@ -53,7 +53,7 @@ def parse_name(name):
     parts = name.split("/")
     if len(parts) < 2 or parts[0] not in ("route", "baseline", "part"):
         return None
-    shape = {"S": 0, "threads": 1, "align": 0}
+    shape = {"S": 0, "threads": 1}
     for tag in parts[2:]:
         if tag in IGNORED_TAGS or ":" not in tag:
             continue
@@ -125,10 +125,9 @@ def markdown(header, rows):
     return "\n".join(out)
 
 
-def group_title(d, e, k, threads, align):
+def group_title(d, e, k, threads):
     t = f"D = {d}, E = {e}, K = {k}"
-    t += f", {threads} threads" if threads != 1 else ", 1 thread"
-    return t + (f", parameters {align}-byte aligned" if align else "")
+    return t + (f", {threads} threads" if threads != 1 else ", 1 thread")
 
 
 def label(variant, s):
@@ -146,19 +145,19 @@ def pivot(table, families, value, title):
     for (family, variant, shape), rec in table.items():
         if family not in families:
             continue
-        t, d, e, k, s, th, al = shape
+        t, d, e, k, s, th = shape
         cell = value((family, variant, shape), rec)
         if cell is None:
             continue
-        groups[(d, e, k, th, al)][(variant, s, t)] = cell
+        groups[(d, e, k, th)][(variant, s, t)] = cell
     out = []
-    for g in sorted(groups, key=lambda g: (g[4], g[3], g[0], g[1], g[2])):
-        d, e, k, th, al = g
+    for g in sorted(groups, key=lambda g: (g[3], g[0], g[1], g[2])):
+        d, e, k, th = g
         cells = groups[g]
         ts = sorted({t for _, _, t in cells})
         rows_keys = sorted({(v, s) for v, s, _ in cells}, key=lambda vs: sort_key(*vs))
         rows = [[label(v, s)] + [cells.get((v, s, t), "") for t in ts] for v, s in rows_keys]
-        out.append(f"**{title}, {group_title(d, e, k, th, al)}**\n\n" + markdown(["composition"] + [f"T = {t}" for t in ts], rows))
+        out.append(f"**{title}, {group_title(d, e, k, th)}**\n\n" + markdown(["composition"] + [f"T = {t}" for t in ts], rows))
     return "\n\n".join(out)
 
 
@@ -187,17 +186,17 @@ def gemm(table):
     for (family, variant, shape), rec in table.items():
         if (family, variant) != ("route", "dirac_topk"):
             continue
-        ref = table.get(("baseline", "eigen_gemm", with_(shape, align=0)))
+        ref = table.get(("baseline", "eigen_gemm", shape))
         if ref is None:
             continue
-        t, d, e, k, s, th, al = shape
+        t, d, e, k, s, th = shape
         flops = 2.0 * t * d * e
-        rows.append(((al, th, d, e, k, t), [t, d, e, k, th, al or "", duration(ref["seconds"]),
+        rows.append(((th, d, e, k, t), [t, d, e, k, th, duration(ref["seconds"]),
                                             f"{flops / ref['seconds'] / 1e9:.1f}",
                                         duration(rec["seconds"]), f"{flops / rec['seconds'] / 1e9:.1f}",
                                         f"**{rec['seconds'] / ref['seconds']:.2f}x**"]))
     rows.sort(key=lambda r: r[0])
-    return markdown(["T", "D", "E", "K", "threads", "W align", "Eigen GEMM", "GEMM GFLOP/s", "Dirac + TopK", "Dirac GFLOP/s",
+    return markdown(["T", "D", "E", "K", "threads", "Eigen GEMM", "GEMM GFLOP/s", "Dirac + TopK", "Dirac GFLOP/s",
                      "Dirac / GEMM"], [r for _, r in rows])
 
 
@@ -212,7 +211,7 @@ def naive(table):
         ours = table.get(("route", ours_variant, shape if sampled else with_(shape, S=0)))
         if ours is None:
             continue
-        t, d, e, k, s, th, al = shape
+        t, d, e, k, s, th = shape
         rows.append(((ORDER.index(variant), th, d, e, k, t),
                      [LABELS[variant], label(ours_variant, s), t, d, e, k, duration(rec["seconds"]),
                       duration(ours["seconds"]), f"**{rec['seconds'] / ours['seconds']:.2f}x**"]))
@@ -226,12 +225,12 @@ def parts(table):
     for (family, variant, shape), rec in table.items():
         if family != "part":
             continue
-        t, d, e, k, s, th, al = shape
+        t, d, e, k, s, th = shape
         b = rec["bench"]
         extra = ""
         if "s_per_normal" in b:
             extra = f"{b['s_per_normal'] * 1e9:.2f} ns / normal"
-        rows.append(((e, variant, al), [variant + (f" (W {al}-byte aligned)" if al else ""), t, d, e, k, s or "",
+        rows.append(((e, variant), [variant, t, d, e, k, s or "",
                                         duration(rec["seconds"]),
                                     duration(rec["seconds"] / t), extra]))
     rows.sort(key=lambda r: r[0])

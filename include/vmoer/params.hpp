@@ -2,6 +2,8 @@
 // can own, update and save them; gradients use the same layout.
 #pragma once
 
+#include <cstddef>
+#include <new>
 #include <string>
 #include <utility>
 #include <vector>
@@ -69,6 +71,28 @@ class ParameterLayout {
   Index size_ = 0;
 };
 
+namespace detail {
+
+/// Allocates on 64-byte boundaries: a cache line and an AVX-512 register. A plain
+/// std::vector's large blocks sit 16 bytes past a page, so every SIMD load of a row of
+/// the router weight would straddle two cache lines.
+template <class T>
+struct CacheLineAllocator {
+  using value_type = T;
+  static constexpr std::align_val_t alignment{64};
+  CacheLineAllocator() = default;
+  template <class U>
+  constexpr CacheLineAllocator(const CacheLineAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), alignment)); }
+  void deallocate(T* p, std::size_t n) noexcept { ::operator delete(p, n * sizeof(T), alignment); }
+  template <class U>
+  friend constexpr bool operator==(const CacheLineAllocator&, const CacheLineAllocator<U>&) noexcept {
+    return true;
+  }
+};
+
+}  // namespace detail
+
 /// A flat buffer of T with the named views of a ParameterLayout.
 template <class T>
 class Parameters {
@@ -121,7 +145,7 @@ class Parameters {
 
  private:
   ParameterLayout layout_;
-  std::vector<T> data_;
+  std::vector<T, detail::CacheLineAllocator<T>> data_;
 };
 
 }  // namespace vmoer
