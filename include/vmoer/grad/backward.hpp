@@ -1,0 +1,240 @@
+// vmoer::backward: the gradients of a route() call.
+//
+//   auto r = router.route(hidden, {.keep_probs = true});
+//   ... framework computes dL/d r.weights (and dL/d r.probs) ...
+//   auto g = vmoer::backward(router, hidden, r, dweights, dprobs, {.regularisers = {.kl_weight = beta}});
+//   // g.posterior, g.selector: same layouts as the parameters; g.hidden: dL/dhidden
+//
+// Stateless: nothing is kept from the forward but the chosen ids. The backward recomputes
+// each tile's projections and each token's samples (eps regenerated from the same
+// Philox coordinates, dropout masks and SWAG draws likewise), differentiates the token's
+// sampler and selector with the selection held fixed (grad/token_backward.hpp), keeps
+// per-token gradients of the projections, and reduces them into parameter gradients
+// over the whole batch in a fixed order (grad/kernels.hpp): bit-identical results for
+// any thread count and tile size. Phase 1 runs over token tiles in parallel, like the
+// forward; phase 2 over output columns.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "vmoer/grad/gradients.hpp"
+#include "vmoer/grad/logit_backward.hpp"
+#include "vmoer/grad/temperature_backward.hpp"
+#include "vmoer/grad/token_backward.hpp"
+#include "vmoer/grad/weight_space_backward.hpp"
+#include "vmoer/router.hpp"
+#include "vmoer/sampler/mean_only.hpp"
+#include "vmoer/sampler/monte_carlo.hpp"
+
+namespace vmoer {
+namespace grad::detail {
+
+template <class Router>
+using posterior_backward =
+    std::conditional_t<Router::posterior_type::weight_space && Router::sampler_type::draws,
+                       WeightSampleBackward<typename Router::posterior_type>,
+                       LogitBackward<typename Router::posterior_type, Router::sampler_type::draws>>;
+
+/// Number of samples each token's sampler averages.
+template <class Router>
+Index samples_of(const Router& router) {
+  return Router::posterior_type::stochastic && Router::sampler_type::draws ? router.sampler().samples : 1;
+}
+
+/// Hidden rows as T: the input itself when it is T, a converted copy otherwise.
+template <class T, class In>
+struct Rows {
+  explicit Rows(const MatrixView<In>& hidden) {
+    if constexpr (std::is_same_v<In, T>) {
+      data = hidden.data();
+      ld = hidden.outerStride();
+    } else {
+      copy = hidden.template cast<T>();
+      data = copy.data();
+      ld = copy.cols();
+    }
+  }
+  Matrix<T> copy;
+  const T* data = nullptr;
+  Index ld = 0;
+};
+
+template <class Router, class In>
+void validate(const Router& router, const MatrixView<In>& hidden, const Routing<typename Router::scalar>& routing,
+              const MatrixView<typename Router::scalar>& dweights, const MatrixView<typename Router::scalar>& dprobs,
+              const BackwardOptions<typename Router::scalar>& o) {
+  using vmoer::detail::require;
+  using P = typename Router::posterior_type;
+  const char* where = "backward";
+  const Index tokens = hidden.rows(), experts = router.posterior().experts(),
+              k = router.selector().convention.top_k;
+  require(hidden.cols() == router.posterior().dim(), where, "hidden has ", hidden.cols(),
+          " columns, expected the router's input dimension D = ", router.posterior().dim());
+  require(std::uint64_t(o.token_offset) + std::uint64_t(tokens) <= (std::uint64_t(1) << 32), where,
+          "token_offset + T exceeds 2^32 token indices");
+  require(routing.ids.rows() == tokens && routing.ids.cols() == k, where, "routing.ids is [", routing.ids.rows(), ", ",
+          routing.ids.cols(), "], expected [T, K] = [", tokens, ", ", k, "]");
+  for (Index t = 0; t < tokens; ++t)
+    for (Index j = 0; j < k; ++j)
+      require(routing.ids(t, j) >= 0 && routing.ids(t, j) < experts, where, "routing.ids[", t, ", ", j, "] = ",
+              routing.ids(t, j), " is not an expert of E = ", experts);
+  require(dweights.rows() == tokens && dweights.cols() == k, where, "dweights is [", dweights.rows(), ", ",
+          dweights.cols(), "], expected [T, K] = [", tokens, ", ", k, "]");
+  require(dprobs.size() == 0 || (dprobs.rows() == tokens && dprobs.cols() == experts), where, "dprobs is [",
+          dprobs.rows(), ", ", dprobs.cols(), "], expected empty or [T, E] = [", tokens, ", ", experts, "]");
+  require(o.advantage.empty() || Index(o.advantage.size()) == tokens, where, "advantage has ", o.advantage.size(),
+          " entries, expected T = ", tokens);
+  require(o.advantage.empty() || router.selector().sampled(), where,
+          "an advantage (score-function term) needs a sampled selection (SampleK, LearnedTemperature with sample)");
+  require(o.valid.empty() || Index(o.valid.size()) == tokens, where, "valid has ", o.valid.size(),
+          " entries, expected T = ", tokens);
+  const Regularisers& r = o.regularisers;
+  require(std::isfinite(r.kl_weight) && r.kl_weight >= 0, where, "kl_weight = ", r.kl_weight,
+          " must be finite and >= 0");
+  require(r.kl_weight == 0 || grad::has_kl<P>, where,
+          "kl_weight > 0 needs a Gaussian logit posterior (MeanField, FullCovariance, LowRank)");
+  require(std::isfinite(r.prior_sigma) && r.prior_sigma > 0, where, "prior_sigma = ", r.prior_sigma,
+          " must be finite and > 0");
+  require(std::isfinite(r.temperature_penalty) && r.temperature_penalty >= 0, where, "temperature_penalty = ",
+          r.temperature_penalty, " must be finite and >= 0");
+  require(r.temperature_penalty == 0 || Router::selector_type::learned_tau, where,
+          "temperature_penalty > 0 needs a LearnedTemperature selector");
+}
+
+template <class Router, class In>
+Gradients<typename Router::scalar> backward(const Router& router, const MatrixView<In>& hidden,
+                                            const Routing<typename Router::scalar>& routing,
+                                            const MatrixView<typename Router::scalar>& dweights,
+                                            const MatrixView<typename Router::scalar>& dprobs,
+                                            const BackwardOptions<typename Router::scalar>& o) {
+  using T = typename Router::scalar;
+  using P = typename Router::posterior_type;
+  using Sel = typename Router::selector_type;
+  using Sampler = typename Router::sampler_type;
+  static_assert(std::is_same_v<typename Router::backend_type, Cpu>, "vmoer::backward runs on the CPU backend");
+  static_assert(std::is_same_v<Sampler, MonteCarlo> || std::is_same_v<Sampler, MeanOnly>,
+                "vmoer::backward supports the MonteCarlo and MeanOnly samplers");
+  validate(router, hidden, routing, dweights, dprobs, o);
+
+  const P& post = router.posterior();
+  const Sel& sel = router.selector();
+  const Cpu& cpu = router.backend();
+  const Index tokens = hidden.rows(), experts = post.experts(), samples = samples_of(router), tile = cpu.tile;
+  vmoer::detail::require(tile >= 1, "Cpu", "tile = ", tile, " must be >= 1");
+  const Rows<T, In> x(hidden);
+
+  Gradients<T> g{Parameters<T>(post.parameters().layout()), {}, {}, T(0)};
+  if constexpr (Sel::learned_tau) g.selector = Parameters<T>(sel.parameters().layout());
+  if (o.hidden_gradient) g.hidden.resize(tokens, post.dim());
+
+  using PB = posterior_backward<Router>;
+  using TB = grad::TemperatureBackward<Sel, T>;
+  PB pb = [&] {
+    if constexpr (P::weight_space && Sampler::draws)
+      return PB(post, tokens, samples, router.stream(), o.token_offset);
+    else
+      return PB(post, tokens, samples, router.stream(), T(o.regularisers.prior_sigma * o.regularisers.prior_sigma));
+  }();
+  TB tb(sel, experts, tokens);
+  const std::vector<T> weight = vmoer::detail::token_weights<T>(o.valid, tokens, o.regularisers.reduction);
+  const T beta = T(o.regularisers.kl_weight), gamma = T(o.regularisers.temperature_penalty);
+  std::vector<T> terms(std::size_t(tokens), T(0));
+
+  struct Thread {
+    typename PB::Tile posterior;
+    typename TB::Tile temperature;
+    grad::TokenBackward<T> token;
+  };
+  grad::parallel_for(
+      cpu, (tokens + tile - 1) / tile,
+      [&] {
+        return Thread{pb.make_tile(), tb.make_tile(),
+                      grad::TokenBackward<T>(sel.convention, experts, samples, router.sampler().aggregate,
+                                             sel.sampled())};
+      },
+      [&](Index b, Thread& th) {
+        const Index begin = b * tile, m = std::min(tile, tokens - begin);
+        const T* xb = x.data + begin * x.ld;
+        pb.forward_tile(xb, x.ld, m, o.token_offset + std::uint32_t(begin), th.posterior);
+        tb.forward_tile(xb, x.ld, m, th.temperature);
+        for (Index i = 0; i < m; ++i) {
+          const Index t = begin + i;
+          pb.fill_samples(i, o.token_offset + std::uint32_t(t), th.token, th.posterior);
+          const grad::TokenCotangent<T> up{routing.ids.data() + t * routing.ids.cols(),
+                                           dweights.data() + t * dweights.outerStride(),
+                                           dprobs.size() ? dprobs.data() + t * dprobs.outerStride() : nullptr,
+                                           o.advantage.empty() ? nullptr : o.advantage.data() + t};
+          th.token.run(tb.tau(i, th.temperature), up);
+          const T w = weight[std::size_t(t)];
+          terms[std::size_t(t)] = beta * w * pb.token_adjoint(i, t, th.token, th.posterior, beta * w) +
+                                  gamma * w * tb.token_adjoint(i, t, th.token.dtau(), th.temperature, gamma * w);
+        }
+        pb.finish_tile(begin, m, th.posterior);
+        tb.finish_tile(begin, m, th.temperature);
+      });
+  for (const T v : terms) g.regularisers += v;
+
+  Matrix<T>* dx = o.hidden_gradient ? &g.hidden : nullptr;
+  pb.finish(cpu, x.data, x.ld, g.posterior, dx);
+  tb.finish(cpu, x.data, x.ld, g.selector, dx);
+  return g;
+}
+
+}  // namespace grad::detail
+
+/// Gradients of a route() call from dL/dweights [T, K]: for every parameter of the
+/// posterior and the selector, and for `hidden` [T, D] (the same rows route() took).
+/// `routing` is what route() returned for them (only its ids are read).
+template <class Router, class Derived>
+Gradients<typename Router::scalar> backward(const Router& router, const Eigen::MatrixBase<Derived>& hidden,
+                                            const Routing<typename Router::scalar>& routing,
+                                            const MatrixView<typename Router::scalar>& dweights,
+                                            const BackwardOptions<typename Router::scalar>& options = {}) {
+  using T = typename Router::scalar;
+  const Matrix<T> none;
+  return grad::detail::backward(router, MatrixView<typename Derived::Scalar>(hidden.derived()), routing, dweights,
+                                MatrixView<T>(none), options);
+}
+
+/// As above, with dL/dprobs [T, E] too (the averaged scores, Routing::probs).
+template <class Router, class Derived>
+Gradients<typename Router::scalar> backward(const Router& router, const Eigen::MatrixBase<Derived>& hidden,
+                                            const Routing<typename Router::scalar>& routing,
+                                            const MatrixView<typename Router::scalar>& dweights,
+                                            const MatrixView<typename Router::scalar>& dprobs,
+                                            const BackwardOptions<typename Router::scalar>& options = {}) {
+  return grad::detail::backward(router, MatrixView<typename Derived::Scalar>(hidden.derived()), routing, dweights,
+                                dprobs, options);
+}
+
+/// KL(q(l | u_t) || N(l_det(u_t), prior_sigma^2 I)) of every token (rows of hidden [T, D])
+/// for a Gaussian logit posterior, in closed form.
+template <class Router, class Derived>
+Vector<typename Router::scalar> kl_divergence(const Router& router, const Eigen::MatrixBase<Derived>& hidden,
+                                              double prior_sigma = 1.0) {
+  using T = typename Router::scalar;
+  using P = typename Router::posterior_type;
+  static_assert(grad::has_kl<P>, "kl_divergence needs a Gaussian logit posterior");
+  const MatrixView<typename Derived::Scalar> view(hidden.derived());
+  detail::require(view.cols() == router.posterior().dim(), "kl_divergence", "hidden has ", view.cols(),
+                  " columns, expected D = ", router.posterior().dim());
+  detail::require(std::isfinite(prior_sigma) && prior_sigma > 0, "kl_divergence", "prior_sigma = ", prior_sigma,
+                  " must be finite and > 0");
+  const grad::detail::Rows<T, typename Derived::Scalar> x(view);
+  const Index tokens = view.rows(), tile = router.backend().tile;
+  const grad::LogitBackward<P, false> pb(router.posterior(), 0, 1, router.stream(), T(prior_sigma * prior_sigma));
+  Vector<T> out(tokens);
+  grad::parallel_for(
+      router.backend(), (tokens + tile - 1) / tile, [&] { return pb.make_tile(); },
+      [&](Index b, auto& th) {
+        const Index begin = b * tile, m = std::min(tile, tokens - begin);
+        pb.forward_tile(x.data + begin * x.ld, x.ld, m, 0, th);
+        for (Index i = 0; i < m; ++i) out[begin + i] = pb.kl(i, th);
+      });
+  return out;
+}
+
+}  // namespace vmoer
