@@ -26,6 +26,7 @@
 #include "vmoer/selector/temperature.hpp"
 #include "vmoer/selector/sample_k.hpp"
 #include "vmoer/selector/learned_temperature.hpp"
+#include "vmoer/models/families.hpp"
 #include "vmoer/routing.hpp"
 #include "vmoer/router.hpp"
 #include "vmoer/backend/cpu.hpp"

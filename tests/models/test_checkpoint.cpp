@@ -48,8 +48,9 @@ void write_checkpoint(const std::filesystem::path& dir, const std::vector<Tensor
     } else {
       shards[shard].add(t.name, t.shape, t.values);
     }
-    map += (map.empty() ? "" : ",") + io::json::quoted(t.name) + ":\"model-0000" + std::to_string(shard + 1) +
-           "-of-00002.safetensors\"";
+    if (!map.empty()) map += ',';
+    map += io::json::quoted(t.name);
+    map += shard == 0 ? ":\"model-00001-of-00002.safetensors\"" : ":\"model-00002-of-00002.safetensors\"";
   }
   shards[0].save(dir / "model-00001-of-00002.safetensors");
   shards[1].save(dir / "model-00002-of-00002.safetensors");

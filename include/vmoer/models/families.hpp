@@ -195,10 +195,9 @@ inline Settings default_settings(Family family) { return info(family).defaults; 
 
 /// `pattern` with `{i}` replaced by `layer`.
 inline std::string tensor_name(std::string_view pattern, Index layer) {
-  std::string out(pattern);
-  const std::size_t at = out.find("{i}");
-  if (at != std::string::npos) out.replace(at, 3, std::to_string(layer));
-  return out;
+  const std::size_t at = pattern.find("{i}");
+  if (at == std::string_view::npos) return std::string(pattern);
+  return std::string(pattern.substr(0, at)) + std::to_string(layer) + std::string(pattern.substr(at + 3));
 }
 
 /// The routing convention of `family` with `settings`. Throws vmoer::invalid_argument
