@@ -13,6 +13,10 @@ full=("${minimal[@]}"
   librandom123-dev        # test oracle for the Philox stream
   python3-torch           # autograd cross-check of the gradients
   python3-numpy
+  doxygen                 # API reference; ctest fails on undocumented public symbols
+  libtorch-dev            # libtorch integration and the Fashion-MNIST experiment
+  dataset-fashion-mnist   # the experiment's training and test data
+  python3-matplotlib      # the experiment's plots (experiments/fmnist/plot.py)
 )
 
 want=("${full[@]}")
