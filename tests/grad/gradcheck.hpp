@@ -52,6 +52,8 @@ P make_posterior(Index e, Index d, std::uint64_t seed, Index hidden = 4, Index r
     P post(w, b, {.hidden = hidden, .rank = rank});
     randomise(post, g);
     return post;
+  } else if constexpr (requires(P p) { p.rate(); }) {
+    return P(w, b, 0.4);  // MC dropout: a high rate, so that the masks matter at D = 5
   } else {
     return P(w, b);
   }
@@ -106,19 +108,10 @@ struct Upstream {
   vmoer::Regularisers regularisers{};  ///< KL and -log T weights
 };
 
-/// L = sum dweights * weights + sum dprobs * probs + sum_t A_t log P(ids_t)
-///     + beta * reduce KL + gamma * reduce(-mean_g log T_g), with the ids of the first
-/// forward held fixed (`ids`; set on the first call).
+/// beta * reduce KL + gamma * reduce(-mean_g log T_g) over the valid tokens.
 template <class Router>
-double loss(const Router& router, const Matrix<double>& x, const Upstream& up, vmoer::IdMatrix& ids) {
-  const auto r = router.route(x, {.keep_probs = true});
-  if (ids.size() == 0) ids = r.ids;
-  if (!(r.ids.array() == ids.array()).all()) FAIL("a finite-difference step changed the selection");
-  double l = (up.dweights.array() * r.weights.array()).sum();
-  if (up.dprobs.size()) l += (up.dprobs.array() * r.probs.array()).sum();
-  for (std::size_t t = 0; t < up.advantage.size(); ++t)
-    l += up.advantage[t] * plackett_luce(r.probs.data() + Index(t) * r.probs.cols(), r.probs.cols(),
-                                         r.ids.data() + Index(t) * r.ids.cols(), r.ids.cols());
+double regularisers(const Router& router, const Matrix<double>& x, const Upstream& up) {
+  double l = 0;
   const Index tokens = x.rows();
   std::vector<double> w(std::size_t(tokens), 1.0);
   double count = double(tokens);
@@ -141,6 +134,22 @@ double loss(const Router& router, const Matrix<double>& x, const Upstream& up, v
       l -= reg.temperature_penalty * w[std::size_t(t)] * tau.row(t).array().log().mean();
   }
   return l;
+}
+
+/// L = sum dweights * weights + sum dprobs * probs + sum_t A_t log P(ids_t)
+///     + beta * reduce KL + gamma * reduce(-mean_g log T_g), with the ids of the first
+/// forward held fixed (`ids`; set on the first call).
+template <class Router>
+double loss(const Router& router, const Matrix<double>& x, const Upstream& up, vmoer::IdMatrix& ids) {
+  const auto r = router.route(x, {.keep_probs = true});
+  if (ids.size() == 0) ids = r.ids;
+  if (!(r.ids.array() == ids.array()).all()) FAIL("a finite-difference step changed the selection");
+  double l = (up.dweights.array() * r.weights.array()).sum();
+  if (up.dprobs.size()) l += (up.dprobs.array() * r.probs.array()).sum();
+  for (std::size_t t = 0; t < up.advantage.size(); ++t)
+    l += up.advantage[t] * plackett_luce(r.probs.data() + Index(t) * r.probs.cols(), r.probs.cols(),
+                                         r.ids.data() + Index(t) * r.ids.cols(), r.ids.cols());
+  return l + regularisers(router, x, up);
 }
 
 /// Largest |a - b| over the largest |a|: the relative error of a gradient tensor.
@@ -181,6 +190,7 @@ void check(const P& post, const Sampler& sampler, const Sel& sel, const Matrix<d
   const Matrix<double> none;
   const auto g = vmoer::backward(router, x, routing, up.dweights, up.dprobs.size() ? up.dprobs : none, options);
   vmoer::IdMatrix ids = routing.ids;
+  CHECK(g.regularisers == doctest::Approx(regularisers(router, x, up)).epsilon(1e-12));
 
   const auto& layout = post.parameters().layout();
   for (Index s = 0; s < Index(layout.slots().size()); ++s) {

@@ -4,6 +4,7 @@
 // several random points. Relative error (largest difference over largest entry, per
 // tensor) below 1e-6.
 #include "grad/gradcheck.hpp"
+#include "vmoer/posterior/mc_dropout.hpp"
 
 using namespace vmoer;
 using gradcheck::Index;
@@ -86,7 +87,7 @@ void check_learned(const Sampler& sampler, std::uint64_t seed) {
 }  // namespace
 
 TEST_CASE_TEMPLATE("backward matches finite differences: posterior x sampler x selector", P, Dirac<double>,
-                   MeanField<double>, FullCovariance<double>, LowRank<double>) {
+                   MeanField<double>, FullCovariance<double>, LowRank<double>, McDropout<double>) {
   for (const std::uint64_t seed : {11u, 29u}) {
     CAPTURE(seed);
     {
@@ -105,7 +106,7 @@ TEST_CASE_TEMPLATE("backward matches finite differences: posterior x sampler x s
 }
 
 TEST_CASE_TEMPLATE("backward matches finite differences: learned temperature (VTSR)", P, Dirac<double>,
-                   MeanField<double>, LowRank<double>) {
+                   MeanField<double>, FullCovariance<double>, LowRank<double>, McDropout<double>) {
   for (const std::uint64_t seed : {5u, 17u}) {
     CAPTURE(seed);
     check_learned<P>(MonteCarlo{.samples = 2}, seed);

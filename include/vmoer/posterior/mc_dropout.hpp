@@ -1,0 +1,169 @@
+// McDropout: the MC-dropout router (Gal & Ghahramani 2016), a weight-space posterior.
+// Sample s of token t drops each input feature with probability p and rescales the
+// kept ones (inverted dropout), then applies the router:
+//   z_s = W (m_s * u) / keep + b,   m_s[d] ~ Bernoulli(keep),  keep = 1 - p.
+// Mask bits come from Philox at (dropout, token, sample, block): feature d takes the
+// 16-bit half d % 2 (low first) of word (d % 8) / 2 of block d / 8, and is kept when
+// that half is >= round(p * 65536). The drop probability is therefore p rounded to a
+// multiple of 2^-16, and `keep` is that exact keep probability, so E[z_s] = W u + b
+// exactly: MeanOnly routes W u + b. The sampler's aggregate decides whether samples
+// are averaged as logits (the MC-dropout rule, Aggregate::logits) or as scores.
+// Batch invariance holds as for the Gaussians: a token's masks depend only on its
+// coordinates.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "vmoer/backend/cpu/projection.hpp"
+#include "vmoer/backend/cpu/vector_math.hpp"
+#include "vmoer/grad/kernels.hpp"
+#include "vmoer/params.hpp"
+#include "vmoer/posterior/init.hpp"
+#include "vmoer/rng/stream.hpp"
+
+namespace vmoer {
+
+/// MC dropout on the router input.
+template <class T>
+class McDropout {
+ public:
+  using scalar = T;                          ///< parameter and compute type
+  static constexpr bool stochastic = true;   ///< samples differ from the mean
+  static constexpr bool weight_space = true; ///< samples come from sample_logits()
+
+  /// Slots of the parameter buffer (the layout of Dirac).
+  enum slot : Index { router_weight = 0, router_bias = 1 };
+
+  /// The router W [E, D], b [E] (empty: zero) with input dropout rate p in [0, 1).
+  McDropout(MatrixView<T> weight, const Vector<T>& bias = {}, double rate = 0.1)
+      : params_(layout(weight.rows(), weight.cols())) {
+    detail::require(weight.rows() >= 1 && weight.cols() >= 1, where, "router weight must be [E, D] with E, D >= 1, got [",
+                    weight.rows(), ", ", weight.cols(), "]");
+    detail::require(bias.size() == 0 || bias.size() == weight.rows(), where, "router bias has ", bias.size(),
+                    " entries, expected E = ", weight.rows());
+    detail::require(std::isfinite(rate) && rate >= 0 && std::lround(rate * 65536.0) < 65536, where, "rate p = ", rate,
+                    " must be in [0, 1) (at 2^-16 resolution)");
+    detail::require_finite(weight, where, "router weight");
+    detail::require_finite(bias, where, "router bias");
+    params_[router_weight] = weight;
+    if (bias.size()) params_[router_bias] = bias.transpose();
+    threshold_ = std::uint32_t(std::lround(rate * 65536.0));
+    scale_ = T(65536.0 / double(65536 - threshold_));
+  }
+
+  /// The layout of a router with E experts and input dimension D.
+  static ParameterLayout layout(Index experts, Index dim) {
+    ParameterLayout l;
+    l.add("router.weight", experts, dim);
+    l.add("router.bias", 1, experts);
+    return l;
+  }
+
+  /// E.
+  Index experts() const { return params_.layout()[router_weight].rows; }
+  /// D.
+  Index dim() const { return params_.layout()[router_weight].cols; }
+  /// Width of an encoder trunk: none.
+  Index hidden() const { return 0; }
+  /// Width of a scale head: none.
+  Index head_size() const { return 0; }
+  /// Normals per sample: none (the masks are uniform bits).
+  Index noise_size() const { return 0; }
+  /// Rank of a low-rank factor: none.
+  Index rank() const { return 0; }
+  /// The drop probability actually used, a multiple of 2^-16.
+  double rate() const { return double(threshold_) / 65536.0; }
+
+  /// The parameter buffer.
+  Parameters<T>& parameters() { return params_; }
+  /// The parameter buffer, read-only.
+  const Parameters<T>& parameters() const { return params_; }
+  /// W [E, D]: the mean logits are W u + b.
+  const T* input_weight() const { return params_.data(router_weight); }
+  /// b [E].
+  const T* input_bias() const { return params_.data(router_bias); }
+
+  /// Philox words of one (token, sample) mask.
+  struct MaskWords {
+    std::vector<std::uint32_t> x, y;  ///< first and second words of each Box-Muller pair (cpu::philox_pairs)
+  };
+
+  /// out = m * in / keep for the mask of (token, sample); in and out hold D entries.
+  void dropout(const T* in, std::uint32_t token, std::uint32_t sample, const rng::Stream& stream, T* out,
+               MaskWords& words) const {
+    const Index d = dim(), blocks = (d + 7) / 8;
+    words.x.resize(std::size_t(2 * blocks));
+    words.y.resize(std::size_t(2 * blocks));
+    cpu::philox_pairs(stream, rng::Purpose::dropout, token, sample, blocks, words.x.data(), words.y.data());
+    for (Index i = 0; i < d; ++i) {
+      const Index b = i / 8, j = (i % 8) / 2;  // word j of block b is x[2b + j/2] (j even) or y[...] (j odd)
+      const std::uint32_t word = (j % 2 == 0 ? words.x : words.y)[std::size_t(2 * b + j / 2)];
+      const std::uint32_t bits = i % 2 == 0 ? word & 0xFFFFu : word >> 16;
+      out[i] = bits >= threshold_ ? in[i] * scale_ : T(0);
+    }
+  }
+
+  /// The backend's weight-space hook: z [m * S, E], row i * S + s = sample s of token
+  /// first_token + i, for the m rows of x [m, D] (leading dimension ldx).
+  void sample_logits(const T* x, Index ldx, Index m, std::uint32_t first_token, const rng::Stream& stream,
+                     Index samples, T* z, cpu::projection_scratch<T>& lanes) const {
+    const Index d = dim(), e = experts();
+    Matrix<T> masked(samples, d);
+    MaskWords words;
+    for (Index i = 0; i < m; ++i) {
+      for (Index s = 0; s < samples; ++s)
+        dropout(x + i * ldx, first_token + std::uint32_t(i), std::uint32_t(s), stream, masked.data() + s * d, words);
+      cpu::project(masked.data(), d, samples, input_weight(), d, e, d, input_bias(), z + i * samples * e, e, lanes);
+    }
+  }
+
+  /// Gradients from dz [T, S * E] (row t: dL/dz_s of token t, sample by sample) into
+  /// grad (this layout) and, when dx is set, dL/dx into dx [T, D] (overwritten):
+  ///   dW = sum_{t,s} dz_ts (m_ts * u_t / keep)^T,  db = sum dz_ts,  dx_t = sum_s m_ts * (W^T dz_ts) / keep.
+  void backward_logits(const Cpu& cpu, const T* x, Index ldx, Index tokens, std::uint32_t first_token,
+                       const rng::Stream& stream, Index samples, const T* dz, Parameters<T>& grad,
+                       Matrix<T>* dx) const {
+    const Index d = dim(), e = experts();
+    grad::accumulate_outer(
+        cpu, dz, e, tokens * samples, e, d,
+        [&](Index r, T* row) {
+          thread_local MaskWords words;
+          dropout(x + (r / samples) * ldx, first_token + std::uint32_t(r / samples), std::uint32_t(r % samples),
+                  stream, row, words);
+        },
+        grad.data(router_weight), d);
+    grad::accumulate_columns(dz, e, tokens * samples, e, grad.data(router_bias));
+    if (!dx) return;
+    const Matrix<T> w_t = grad::transposed(input_weight(), d, e, d);  // [D, E]
+    struct Scratch {
+      Matrix<T> y;
+      Vector<T> row;
+      MaskWords words;
+      cpu::projection_scratch<T> lanes;
+    };
+    grad::parallel_for(
+        cpu, tokens, [&] { return Scratch{Matrix<T>(samples, d), Vector<T>(d), {}, {}}; },
+        [&](Index t, Scratch& s) {
+          cpu::project(dz + t * samples * e, e, samples, w_t.data(), e, d, e, static_cast<const T*>(nullptr),
+                       s.y.data(), d, s.lanes);
+          auto out = dx->row(t);
+          out.setZero();
+          for (Index k = 0; k < samples; ++k) {
+            dropout(s.y.data() + k * d, first_token + std::uint32_t(t), std::uint32_t(k), stream, s.row.data(),
+                    s.words);
+            out += s.row.transpose();
+          }
+        });
+  }
+
+ private:
+  static constexpr const char* where = "McDropout";
+  Parameters<T> params_;
+  std::uint32_t threshold_ = 0;
+  T scale_ = T(1);
+};
+
+}  // namespace vmoer
