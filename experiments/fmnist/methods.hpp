@@ -1,0 +1,84 @@
+// The routers compared in the experiment, each built around a MAP router (W, b) and
+// bound to torch. One hyperparameter per method is chosen on the validation split.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model.hpp"
+#include "vmoer/posterior/mc_dropout.hpp"
+#include "vmoer_torch.hpp"
+
+namespace fmnist {
+
+/// Builds a router with S samples per token from the MAP router W [E, D], b [E] and the method's hyperparameter.
+using MakeRouter = std::function<std::unique_ptr<vmoer_torch::RouterModule>(
+    const vmoer::Matrix<float>& weight, const vmoer::Vector<float>& bias, vmoer::Index samples, double hyper,
+    vmoer::rng::Stream stream)>;
+
+/// One row of the results table.
+struct Method {
+  std::string name;          ///< row name
+  std::string hyper_name;    ///< what the hyperparameter is ("" for none)
+  std::vector<double> grid;  ///< its candidates, chosen by validation NLL
+  bool kl = false;           ///< the hyperparameter is the KL weight beta of the ELBO
+  bool penalty = false;      ///< the hyperparameter is VTSR's -log T penalty
+  bool sampled_selection = false;  ///< noise is in the selection: the predictive averages S full passes
+  MakeRouter make;           ///< the router
+};
+
+/// Width of the Gaussian posteriors' encoder and of VTSR's temperature MLP.
+inline constexpr vmoer::Index encoder_width = 16;
+
+/// A Gaussian logit posterior around (W, b) with Monte-Carlo sampling and top-K.
+template <class Posterior>
+MakeRouter gaussian(vmoer::TopK top_k, vmoer::Index rank) {
+  return [top_k, rank](const vmoer::Matrix<float>& w, const vmoer::Vector<float>& b, vmoer::Index samples, double,
+                       vmoer::rng::Stream stream) -> std::unique_ptr<vmoer_torch::RouterModule> {
+    Posterior posterior(w, b, {.hidden = encoder_width, .rank = rank, .init_sigma = 0.3, .seed = stream.seed + 17});
+    return vmoer_torch::bind(vmoer::Router(std::move(posterior), vmoer::MonteCarlo{samples}, top_k, stream));
+  };
+}
+
+/// The compared methods for a model of these shapes (SWAG: see docs/results.md).
+inline std::vector<Method> methods(const ModelConfig& c) {
+  const vmoer::Convention conv{.top_k = c.top_k, .normalize = vmoer::Normalize::sum};
+  const vmoer::TopK top_k{conv};
+  std::vector<Method> m;
+  m.push_back({"deterministic (MAP)", "", {0.0}, false, false, false,
+               [top_k](const auto& w, const auto& b, vmoer::Index, double, vmoer::rng::Stream stream)
+                   -> std::unique_ptr<vmoer_torch::RouterModule> {
+                 return vmoer_torch::bind(vmoer::Router(vmoer::Dirac<float>(w, b), vmoer::MeanOnly{}, top_k, stream));
+               }});
+  m.push_back({"temperature sampling", "tau", {0.5, 1.0}, false, false, true,
+               [conv](const auto& w, const auto& b, vmoer::Index, double tau, vmoer::rng::Stream stream)
+                   -> std::unique_ptr<vmoer_torch::RouterModule> {
+                 return vmoer_torch::bind(vmoer::Router(vmoer::Dirac<float>(w, b), vmoer::MeanOnly{},
+                                                        vmoer::SampleK{conv, tau}, stream));
+               }});
+  m.push_back({"MC dropout", "p", {0.1, 0.3}, false, false, false,
+               [top_k](const auto& w, const auto& b, vmoer::Index samples, double p, vmoer::rng::Stream stream)
+                   -> std::unique_ptr<vmoer_torch::RouterModule> {
+                 return vmoer_torch::bind(vmoer::Router(vmoer::McDropout<float>(w, b, p),
+                                                        vmoer::MonteCarlo{samples, vmoer::Aggregate::logits}, top_k,
+                                                        stream));
+               }});
+  m.push_back({"mean-field (MFVR)", "beta", {0.01, 0.1}, true, false, false, gaussian<vmoer::MeanField<float>>(top_k, 0)});
+  m.push_back({"full-covariance (FCVR)", "beta", {0.01, 0.1}, true, false, false,
+               gaussian<vmoer::FullCovariance<float>>(top_k, 0)});
+  m.push_back({"low-rank r=2", "beta", {0.01, 0.1}, true, false, false,
+               gaussian<vmoer::LowRank<float>>(top_k, 2)});
+  m.push_back({"VTSR", "gamma", {0.01, 0.1}, false, true, true,
+               [conv](const auto& w, const auto& b, vmoer::Index, double, vmoer::rng::Stream stream)
+                   -> std::unique_ptr<vmoer_torch::RouterModule> {
+                 vmoer::LearnedTemperature<float> tau(conv, w.rows(), w.cols(),
+                                                      {.hidden = encoder_width, .sample = true, .seed = stream.seed + 29});
+                 return vmoer_torch::bind(vmoer::Router(vmoer::Dirac<float>(w, b), vmoer::MeanOnly{}, std::move(tau),
+                                                        stream));
+               }});
+  return m;
+}
+
+}  // namespace fmnist

@@ -1,0 +1,103 @@
+#!/usr/bin/python3
+"""Plots of a vmoer-fmnist run: reliability diagrams, per-layer Jaccard vs gamma, OoD score histograms.
+
+    /usr/bin/python3 experiments/fmnist/plot.py RESULTS_DIR OUTPUT_DIR
+"""
+import csv
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def reliability(src, dst):
+    data = defaultdict(lambda: defaultdict(lambda: [0, 0.0, 0.0]))  # method -> bin -> [count, conf*n, acc*n]
+    for r in rows(src / "reliability.csv"):
+        n = int(r["count"])
+        cell = data[r["method"]][int(r["bin"])]
+        cell[0] += n
+        cell[1] += n * float(r["confidence"])
+        cell[2] += n * float(r["accuracy"])
+    methods = list(data)
+    cols = 4
+    fig, axes = plt.subplots((len(methods) + cols - 1) // cols, cols, figsize=(3.2 * cols, 3.2 * ((len(methods) + cols - 1) // cols)),
+                             squeeze=False)
+    for ax, m in zip(axes.flat, methods):
+        bins = sorted(data[m])
+        centers = [(b + 0.5) / len(bins) for b in bins]
+        acc = [data[m][b][2] / data[m][b][0] if data[m][b][0] else 0 for b in bins]
+        conf = [data[m][b][1] / data[m][b][0] if data[m][b][0] else 0 for b in bins]
+        ax.bar(centers, acc, width=1 / len(bins), edgecolor="black", alpha=0.7, label="accuracy")
+        ax.plot(centers, conf, "r.", label="mean confidence")
+        ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+        ax.set_title(m, fontsize=9)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence")
+    for ax in list(axes.flat)[len(methods):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("Reliability diagrams, Fashion-MNIST test (all seeds pooled)")
+    fig.tight_layout()
+    fig.savefig(dst / "fmnist_reliability.png", dpi=110)
+
+
+def stability(src, dst):
+    curves = defaultdict(lambda: defaultdict(list))  # layer -> gamma -> [jaccard over seeds]
+    for r in rows(src / "stability.csv"):
+        curves[int(r["layer"])][float(r["gamma"])].append(float(r["jaccard"]))
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for layer in sorted(curves):
+        gammas = sorted(curves[layer])
+        mean = [sum(curves[layer][g]) / len(curves[layer][g]) for g in gammas]
+        ax.plot(gammas, mean, "o-", label=f"layer {layer}")
+    ax.set_xscale("log")
+    ax.set_xlabel("gamma (noise std / mean input norm)")
+    ax.set_ylabel("mean Jaccard of top-2 sets")
+    ax.set_title("MAP router stability per layer (mean over seeds)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(dst / "fmnist_stability.png", dpi=110)
+
+
+def histograms(src, dst):
+    data = defaultdict(list)  # (method, signal, set) -> scores
+    for r in rows(src / "scores.csv"):
+        data[(r["method"], r["signal"], r["set"])].append(float(r["score"]))
+    panels = [(m, s) for (m, s, st) in data if st == "FMNIST test"]
+    panels = [p for p in dict.fromkeys(panels) if max(data[(p[0], p[1], "FMNIST test")]) > min(data[(p[0], p[1], "FMNIST test")])]
+    wanted = [p for p in panels if p[1] in ("predictive entropy", "mutual information", "gate entropy", "temperature")]
+    cols = 4
+    n = len(wanted)
+    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(3.4 * cols, 2.8 * ((n + cols - 1) // cols)), squeeze=False)
+    for ax, (m, s) in zip(axes.flat, wanted):
+        for st, colour in (("FMNIST test", "tab:blue"), ("MNIST", "tab:red"), ("inverted", "tab:green")):
+            ax.hist(data[(m, s, st)], bins=40, alpha=0.5, density=True, color=colour, label=st)
+        ax.set_title(f"{m}\n{s}", fontsize=8)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("OoD scores (seed 0): in-distribution vs MNIST vs inverted Fashion-MNIST")
+    fig.tight_layout()
+    fig.savefig(dst / "fmnist_ood_histograms.png", dpi=100)
+
+
+def main():
+    src, dst = Path(sys.argv[1]), Path(sys.argv[2])
+    dst.mkdir(parents=True, exist_ok=True)
+    reliability(src, dst)
+    stability(src, dst)
+    histograms(src, dst)
+
+
+if __name__ == "__main__":
+    main()
