@@ -12,7 +12,7 @@ cmake -S . -B "$build/release" -DCMAKE_BUILD_TYPE=Release
 cmake --build "$build/release" -j"$jobs"
 ctest --test-dir "$build/release" --output-on-failure -j"$jobs"
 
-cmake -S . -B "$build/sanitize" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" -DVMOER_SANITIZE=ON \
+cmake -S . -B "$build/sanitize" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" -DVMOER_SANITIZE=ON -DVMOER_CUDA=OFF \
   -DVMOER_BUILD_BENCHMARKS=OFF -DVMOER_BUILD_EXAMPLES=OFF
 cmake --build "$build/sanitize" -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
