@@ -440,7 +440,7 @@ void bench_part(benchmark::State& st, Part part, Shape s) {
       case Part::topk:
         for (Index t = 0; t < s.T; ++t) {
           selection::select_top_k(tokens.mu.data() + t * E, nullptr, E, conv, ids.data() + t * s.K, keys.data());
-          selection::combine_weights(tokens.mu.data() + t * E, ids.data() + t * s.K, conv,
+          selection::combine_weights(tokens.mu.data() + t * E, E, ids.data() + t * s.K, conv,
                                      weights.data() + t * s.K);
         }
         benchmark::DoNotOptimize(weights.data());

@@ -157,12 +157,4 @@ VMOER_HOST_DEVICE inline void combine_weights(const T* scores, Index experts, co
   for (Index i = 0; i < k; ++i) weights[i] = weights[i] / denominator * T(c.scaling);
 }
 
-/// combine_weights for the conventions whose weights read the chosen experts' scores
-/// only, which is every one but Normalize::sparsemixer.
-template <class T>
-VMOER_HOST_DEVICE inline void combine_weights(const T* scores, const std::int32_t* ids, const Convention& c,
-                                              T* weights) {
-  combine_weights(scores, Index(0), ids, c, weights);
-}
-
 }  // namespace vmoer::selection
