@@ -37,10 +37,12 @@ struct accumulate {
   /// float for reduced-precision inputs, the type itself otherwise.
   using type = In;
 };
+/// bfloat16 accumulates in float.
 template <>
 struct accumulate<bfloat16> {
   using type = float;  ///< bfloat16 accumulates in float
 };
+/// half accumulates in float.
 template <>
 struct accumulate<half> {
   using type = float;  ///< half accumulates in float

@@ -11,9 +11,12 @@ namespace vmoer::rng {
 
 /// Four 32-bit words: a Philox counter or output block.
 struct u32x4 {
-  std::uint32_t v[4];
+  std::uint32_t v[4];  ///< the words, v[0] first
+  /// Word i.
   VMOER_HOST_DEVICE constexpr std::uint32_t operator[](int i) const { return v[i]; }
+  /// Word i, writable.
   VMOER_HOST_DEVICE constexpr std::uint32_t& operator[](int i) { return v[i]; }
+  /// All four words equal.
   VMOER_HOST_DEVICE friend constexpr bool operator==(const u32x4& a, const u32x4& b) {
     return a.v[0] == b.v[0] && a.v[1] == b.v[1] && a.v[2] == b.v[2] && a.v[3] == b.v[3];
   }
@@ -21,7 +24,8 @@ struct u32x4 {
 
 /// Two 32-bit words: a Philox key.
 struct u32x2 {
-  std::uint32_t v[2];
+  std::uint32_t v[2];  ///< the words, v[0] first
+  /// Word i.
   VMOER_HOST_DEVICE constexpr std::uint32_t operator[](int i) const { return v[i]; }
 };
 

@@ -30,9 +30,10 @@ inline constexpr std::uint32_t max_layer = (1u << 24) - 1;
 
 /// A seed and a layer: the stream of one router.
 struct Stream {
-  std::uint64_t seed = 0;
-  std::uint32_t layer = 0;
+  std::uint64_t seed = 0;   ///< the Philox key: one seed per model or run
+  std::uint32_t layer = 0;  ///< the layer index, part of every counter (at most max_layer)
 
+  /// The Philox key, the two halves of the seed.
   VMOER_HOST_DEVICE constexpr u32x2 key() const { return {{std::uint32_t(seed), std::uint32_t(seed >> 32)}}; }
 
   /// Counter of Philox block `block` for (purpose, token, sample).
