@@ -101,14 +101,19 @@ Routing<float> route_on_gpu(const Router& cpu, const Matrix<In>& hidden, RouteOp
 
 bool close(double a, double b, double rel, double abs) { return std::abs(a - b) <= rel * std::abs(b) + abs; }
 
-/// Whether every pair of the token's selection keys (scores plus bias) is further apart
-/// than the two backends' rounding, so that the selection cannot flip.
-bool clear_of_ties(const Matrix<float>& probs, Index t, const std::vector<float>& bias) {
+/// Whether the token's selection cannot flip under the backends' rounding: the keys
+/// (scores plus bias) from the lowest chosen one up, which decide the chosen set and its
+/// order, are pairwise further apart than that rounding.
+bool clear_of_ties(const Routing<float>& cpu, Index t, const std::vector<float>& bias) {
+  const auto key = [&](Index e) { return double(cpu.probs(t, e)) + (bias.empty() ? 0.0 : bias[std::size_t(e)]); };
+  const double threshold = 1e-5 * std::abs(key(cpu.ids(t, cpu.ids.cols() - 1))) + 1e-8;
+  const double lowest = key(cpu.ids(t, cpu.ids.cols() - 1)) - threshold;
   std::vector<double> keys;
-  for (Index e = 0; e < probs.cols(); ++e) keys.push_back(double(probs(t, e)) + (bias.empty() ? 0.0 : bias[std::size_t(e)]));
+  for (Index e = 0; e < cpu.probs.cols(); ++e)
+    if (key(e) >= lowest) keys.push_back(key(e));
   std::sort(keys.begin(), keys.end());
   for (std::size_t i = 1; i < keys.size(); ++i)
-    if (keys[i] - keys[i - 1] <= 1e-5 * std::abs(keys[i]) + 1e-8) return false;
+    if (keys[i] - keys[i - 1] <= threshold) return false;
   return true;
 }
 
@@ -123,7 +128,7 @@ Index compare(const Routing<float>& gpu, const Routing<float>& cpu, const std::v
       REQUIRE(gpu.ids(t, i) < cpu.probs.cols());
       REQUIRE(std::isfinite(gpu.weights(t, i)));
     }
-    if (clear_of_ties(cpu.probs, t, bias)) {
+    if (clear_of_ties(cpu, t, bias)) {
       ++compared;
       for (Index i = 0; i < k; ++i) {
         CAPTURE(i);
