@@ -186,7 +186,40 @@ TopK grouped(Index experts, std::uint64_t seed) {
 
 }  // namespace
 
+/// Philox words and normals of (token = block, sample = thread) for the device side of
+/// the RNG test: 8 words and 8 normals per thread.
+__global__ void draw_on_device(rng::Stream stream, std::uint32_t* words, float* normals) {
+  const std::uint32_t token = blockIdx.x, sample = threadIdx.x, at = 8 * (blockIdx.x * blockDim.x + threadIdx.x);
+  for (std::uint32_t block = 0; block < 2; ++block) {
+    const rng::u32x4 w = stream.block(rng::Purpose::logit_noise, token, sample, block);
+    for (int i = 0; i < 4; ++i) words[at + 4 * block + std::uint32_t(i)] = w[i];
+  }
+  rng::normals(stream, rng::Purpose::logit_noise, token, sample, normals + at, 8);
+}
+
 TEST_SUITE("gpu") {
+  TEST_CASE("the device draws the CPU's Philox words exactly and its normals to float rounding") {
+    const rng::Stream stream{0x123456789ABCDEFull, 17};
+    constexpr int tokens = 64, samples = 32, n = tokens * samples * 8;
+    DeviceBuffer words(n * 4), normals(n * 4);
+    draw_on_device<<<tokens, samples>>>(stream, words.as<std::uint32_t>(), normals.as<float>());
+    REQUIRE(cudaGetLastError() == cudaSuccess);
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    const std::vector<std::uint32_t> w = download<std::uint32_t>(words.data, n);
+    const std::vector<float> z = download<float>(normals.data, n);
+    for (std::uint32_t t = 0; t < tokens; ++t)
+      for (std::uint32_t s = 0; s < samples; ++s) {
+        const std::size_t at = 8 * (t * samples + s);
+        float want[8];
+        rng::normals(stream, rng::Purpose::logit_noise, t, s, want, 8);
+        for (std::uint32_t i = 0; i < 8; ++i) {
+          CAPTURE(at + i);
+          REQUIRE(w[at + i] == stream.block(rng::Purpose::logit_noise, t, s, i / 4)[int(i % 4)]);
+          CHECK(close(z[at + i], want[i], 1e-5, 1e-6));
+        }
+      }
+  }
+
   TEST_CASE("Dirac routing on the GPU matches the CPU at every E, K and batch size") {
     for (const auto& [e, k] : {std::pair<Index, Index>{40, 8}, {64, 8}, {200, 6}, {512, 32}, {7, 1}})
       for (const Index t : {Index(1), Index(13), Index(100)})
