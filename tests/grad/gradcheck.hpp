@@ -52,6 +52,10 @@ P make_posterior(Index e, Index d, std::uint64_t seed, Index hidden = 4, Index r
     P post(w, b, {.hidden = hidden, .rank = rank});
     randomise(post, g);
     return post;
+  } else if constexpr (requires(P p) { p.collect(w, b); }) {
+    P post(w, b, {.rank = 3});  // SWAG: five snapshots, so that the ring of three wraps
+    for (int i = 0; i < 4; ++i) post.collect(w + normal(g, e, d, 1.0), b + normal(g, e, 1, 1.0));
+    return post;
   } else if constexpr (requires(P p) { p.rate(); }) {
     return P(w, b, 0.4);  // MC dropout: a high rate, so that the masks matter at D = 5
   } else {

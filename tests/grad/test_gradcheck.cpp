@@ -5,6 +5,7 @@
 // tensor) below 1e-6.
 #include "grad/gradcheck.hpp"
 #include "vmoer/posterior/mc_dropout.hpp"
+#include "vmoer/posterior/swag.hpp"
 
 using namespace vmoer;
 using gradcheck::Index;
@@ -87,7 +88,7 @@ void check_learned(const Sampler& sampler, std::uint64_t seed) {
 }  // namespace
 
 TEST_CASE_TEMPLATE("backward matches finite differences: posterior x sampler x selector", P, Dirac<double>,
-                   MeanField<double>, FullCovariance<double>, LowRank<double>, McDropout<double>) {
+                   MeanField<double>, FullCovariance<double>, LowRank<double>, McDropout<double>, Swag<double>) {
   for (const std::uint64_t seed : {11u, 29u}) {
     CAPTURE(seed);
     {
