@@ -9,6 +9,7 @@
 
 #include "model.hpp"
 #include "vmoer/posterior/mc_dropout.hpp"
+#include "vmoer/posterior/swag.hpp"
 #include "vmoer_torch.hpp"
 
 namespace fmnist {
@@ -26,8 +27,23 @@ struct Method {
   bool kl = false;           ///< the hyperparameter is the KL weight beta of the ELBO
   bool penalty = false;      ///< the hyperparameter is VTSR's -log T penalty
   bool sampled_selection = false;  ///< noise is in the selection: the predictive averages S full passes
-  MakeRouter make;           ///< the router
+  MakeRouter make;           ///< the router (none for SWAG, built by swag_router from snapshots)
+  bool swag = false;         ///< a SWAG router: snapshots of an SGD phase, then sampled weights
 };
+
+/// Snapshots (W [E, D], b [E]) of one router's weights.
+using Snapshots = std::vector<std::pair<vmoer::Matrix<float>, vmoer::Vector<float>>>;
+
+/// A SWAG router over the snapshots with S samples per token; the hyperparameter is SWAG's scale.
+inline std::unique_ptr<vmoer_torch::RouterModule> swag_router(const ModelConfig& c, const Snapshots& snapshots,
+                                                              vmoer::Index samples, double scale,
+                                                              vmoer::rng::Stream stream) {
+  vmoer::detail::require(!snapshots.empty(), "swag_router", "needs at least one snapshot");
+  vmoer::Swag<float> posterior(snapshots.front().first, snapshots.front().second, {.rank = 20, .scale = scale});
+  for (std::size_t i = 1; i < snapshots.size(); ++i) posterior.collect(snapshots[i].first, snapshots[i].second);
+  return vmoer_torch::bind(vmoer::Router(std::move(posterior), vmoer::MonteCarlo{samples},
+                                         vmoer::TopK{{.top_k = c.top_k, .normalize = vmoer::Normalize::sum}}, stream));
+}
 
 /// Width of the Gaussian posteriors' encoder and of VTSR's temperature MLP.
 inline constexpr vmoer::Index encoder_width = 16;
@@ -42,7 +58,7 @@ MakeRouter gaussian(vmoer::TopK top_k, vmoer::Index rank) {
   };
 }
 
-/// The compared methods for a model of these shapes (SWAG: see docs/results.md).
+/// The compared methods for a model of these shapes.
 inline std::vector<Method> methods(const ModelConfig& c) {
   const vmoer::Convention conv{.top_k = c.top_k, .normalize = vmoer::Normalize::sum};
   const vmoer::TopK top_k{conv};
@@ -70,6 +86,7 @@ inline std::vector<Method> methods(const ModelConfig& c) {
                gaussian<vmoer::FullCovariance<float>>(top_k, 0)});
   m.push_back({"low-rank r=2", "beta", {0.01, 0.1}, true, false, false,
                gaussian<vmoer::LowRank<float>>(top_k, 2)});
+  m.push_back({"SWAG", "scale", {0.5, 1.0}, false, false, false, nullptr, true});
   m.push_back({"VTSR", "gamma", {0.01, 0.1}, false, true, true,
                [conv](const auto& w, const auto& b, vmoer::Index, double, vmoer::rng::Stream stream)
                    -> std::unique_ptr<vmoer_torch::RouterModule> {

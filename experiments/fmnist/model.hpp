@@ -109,10 +109,22 @@ struct ClassifierImpl : torch::nn::Module {
 
   /// images [B, 784] (normalised) -> logits [B, 10].
   torch::Tensor forward(const torch::Tensor& images, std::uint32_t token_offset = 0) {
+    return forward_from(prefix(images, 0, token_offset), 0, token_offset);
+  }
+
+  /// The tokens entering block `first` [B, N, D]: patch embedding and blocks 0 .. first - 1.
+  /// Predictions whose randomness starts at block `first` compute this once for all samples.
+  torch::Tensor prefix(const torch::Tensor& images, std::size_t first, std::uint32_t token_offset = 0) {
     const auto b = images.size(0), g = 28 / config.patch, p = config.patch;
     auto x = images.view({b, g, p, g, p}).permute({0, 1, 3, 2, 4}).reshape({b, g * g, p * p});
     x = embed(x) + position;
-    for (auto& block : blocks) x = block->forward(x, token_offset);
+    for (std::size_t l = 0; l < first; ++l) x = blocks[l]->forward(x, token_offset);
+    return x;
+  }
+
+  /// Logits [B, 10] from the tokens entering block `first` (see prefix()).
+  torch::Tensor forward_from(torch::Tensor x, std::size_t first, std::uint32_t token_offset = 0) {
+    for (std::size_t l = first; l < blocks.size(); ++l) x = blocks[l]->forward(x, token_offset);
     return head(norm(x.mean(1)));
   }
 

@@ -32,11 +32,12 @@ def reliability(src, dst):
     fig, axes = plt.subplots((len(methods) + cols - 1) // cols, cols, figsize=(3.2 * cols, 3.2 * ((len(methods) + cols - 1) // cols)),
                              squeeze=False)
     for ax, m in zip(axes.flat, methods):
-        bins = sorted(data[m])
-        centers = [(b + 0.5) / len(bins) for b in bins]
-        acc = [data[m][b][2] / data[m][b][0] if data[m][b][0] else 0 for b in bins]
-        conf = [data[m][b][1] / data[m][b][0] if data[m][b][0] else 0 for b in bins]
-        ax.bar(centers, acc, width=1 / len(bins), edgecolor="black", alpha=0.7, label="accuracy")
+        width = 1 / len(data[m])
+        bins = [b for b in sorted(data[m]) if data[m][b][0]]  # an empty bin has no accuracy or confidence
+        centers = [(b + 0.5) * width for b in bins]
+        acc = [data[m][b][2] / data[m][b][0] for b in bins]
+        conf = [data[m][b][1] / data[m][b][0] for b in bins]
+        ax.bar(centers, acc, width=width, edgecolor="black", alpha=0.7, label="accuracy")
         ax.plot(centers, conf, "r.", label="mean confidence")
         ax.plot([0, 1], [0, 1], "k--", lw=0.8)
         ax.set_title(m, fontsize=9)

@@ -254,7 +254,8 @@ class TokenPipeline {
     const T h = entropy(acc_p_.data(), experts_, padded_);
     *out.entropy = h;
     const T mi = h - entropy_sum * inv_s;
-    *out.mutual_information = mi > T(0) ? mi : T(0);
+    // One sample has no epistemic part: 0 exactly, not the rounding of H(p) - H(p).
+    *out.mutual_information = samples_ > 1 && mi > T(0) ? mi : T(0);
     *out.mc_variance = samples_ > 1 ? sample_variance(acc_p_.data(), acc_p2_.data(), T(1)) : T(0);
     if constexpr (Posterior::weight_space) {  // no closed form: the sample estimate of tr Cov(z)
       const T mean_scale = aggregate_ == Aggregate::logits ? T(1) : inv_s;  // acc_z_ already averaged for logits
