@@ -46,7 +46,7 @@ function(vcpkg_cmake_configure)
   endforeach()
   _smoke_run("${CMAKE_COMMAND}" -S "${arg_SOURCE_PATH}" -B "${CURRENT_BUILDTREES_DIR}/rel" ${_args} ${arg_OPTIONS})
   # The options must really switch the project's own programs off.
-  file(STRINGS "${CURRENT_BUILDTREES_DIR}/rel/CMakeCache.txt" _on REGEX "^VMOER_BUILD_[A-Z]+:BOOL=ON$")
+  file(STRINGS "${CURRENT_BUILDTREES_DIR}/rel/CMakeCache.txt" _on REGEX "^VMOER_(BUILD_[A-Z]+|CUDA):BOOL=ON$")
   if(_on)
     message(FATAL_ERROR "vcpkg stand-in: the port builds more than the library: ${_on}")
   endif()
