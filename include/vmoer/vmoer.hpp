@@ -30,3 +30,7 @@
 #include "vmoer/routing.hpp"
 #include "vmoer/router.hpp"
 #include "vmoer/backend/cpu.hpp"
+#include "vmoer/posterior/mc_dropout.hpp"
+#include "vmoer/posterior/swag.hpp"
+#include "vmoer/grad/backward.hpp"
+#include "vmoer/train/elbo.hpp"

@@ -57,6 +57,12 @@ void check_selectors(const Sampler& sampler, std::uint64_t seed) {
                      x, upstream(seed + 3, false, false, beta, 0));
   }
   {
+    INFO("TopK raw scores with PhiMoE's sparsemixer");
+    gradcheck::check(post, sampler,
+                     TopK{{.top_k = top_k, .score = Score::raw, .normalize = Normalize::sparsemixer, .jitter_eps = 0.4}},
+                     x, upstream(seed + 6, true, false, beta, 0));
+  }
+  {
     INFO("Temperature");
     gradcheck::check(post, sampler, Temperature{{.top_k = top_k, .normalize = Normalize::sum}, 0.7}, x,
                      upstream(seed + 4, true, false, beta, 0));

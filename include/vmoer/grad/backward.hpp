@@ -1,9 +1,19 @@
 // vmoer::backward: the gradients of a route() call.
 //
-//   auto r = router.route(hidden, {.keep_probs = true});
-//   ... framework computes dL/d r.weights (and dL/d r.probs) ...
-//   auto g = vmoer::backward(router, hidden, r, dweights, dprobs, {.regularisers = {.kl_weight = beta}});
-//   // g.posterior, g.selector: same layouts as the parameters; g.hidden: dL/dhidden
+//   auto r = router.route(hidden, {.token_offset = offset, .keep_probs = true});
+//   ... framework computes dL/d r.weights [T, K] (and dL/d r.probs [T, E]) ...
+//   auto g = vmoer::backward(router, hidden, r, dweights, dprobs,
+//                            {.token_offset = offset, .regularisers = {.kl_weight = beta}});
+//   // g.posterior, g.selector: same layouts as the parameters; g.hidden: dL/dhidden [T, D];
+//   // g.regularisers: the value of beta * KL (+ gamma * -log T), already in the gradients
+//
+// Contract: `hidden` and `token_offset` must be those of the route() call (the noise is
+// regenerated from them); only `routing.ids` is read, and those selections are held
+// fixed. dprobs may be omitted (the 4-argument overload). Sampled selection (SampleK,
+// LearnedTemperature with sample) takes a per-token `advantage` for the score-function
+// term that reaches the temperature; see docs/training.md for the estimator. Samplers:
+// MonteCarlo and MeanOnly (MomentMatched is rejected at compile time). Bad arguments
+// throw vmoer::invalid_argument naming the argument.
 //
 // Stateless: nothing is kept from the forward but the chosen ids. The backward recomputes
 // each tile's projections and each token's samples (eps regenerated from the same

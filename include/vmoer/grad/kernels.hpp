@@ -111,6 +111,24 @@ void accumulate_outer(const Cpu& cpu, const T* g, Index ldg, Index rows, Index n
   }
 }
 
+/// out[i, :] += sum_{j < n} g[i, j] w[j, :] for i < rows: the input gradient G W of a
+/// projection with weight W [n, k] (row-major, leading dimension ldw). Each row is a sum
+/// of rows of W in j order, so it depends on nothing but the token: deterministic for
+/// any thread count and tile. Row-wise axpys suit the small n (E, H) of a router.
+template <class T>
+void add_input_gradient(const Cpu& cpu, const T* g, Index ldg, Index rows, const T* w, Index ldw, Index n, Index k,
+                        T* out, Index ldout) {
+  parallel_for(
+      cpu, (rows + 15) / 16, [] { return 0; },
+      [&](Index b, int&) {
+        for (Index i = b * 16; i < std::min(rows, b * 16 + 16); ++i) {
+          Eigen::Map<Vector<T>> row(out + i * ldout, k);
+          for (Index j = 0; j < n; ++j)
+            if (const T gij = g[i * ldg + j]; gij != T(0)) row += gij * Eigen::Map<const Vector<T>>(w + j * ldw, k);
+        }
+      });
+}
+
 /// out[j] += sum_{r < rows} g[r, j], in row order.
 template <class T>
 void accumulate_columns(const T* g, Index ldg, Index rows, Index n, T* out) {

@@ -46,7 +46,8 @@ class LogitBackward {
     Matrix<T> h;       ///< [m, H] trunk activations
     Matrix<T> dh;      ///< [m, H]
     std::vector<T, xsimd::aligned_allocator<T>> eps;  ///< [S, noise padded]
-    std::vector<std::uint32_t> words_x, words_y;      ///< Philox words of one sample
+    std::vector<std::uint32_t> words_x;               ///< Philox words of one sample (first of each pair)
+    std::vector<std::uint32_t> words_y;               ///< and the second
     cpu::projection_scratch<T> lanes;                 ///< projection accumulators
   };
 
@@ -173,15 +174,8 @@ class LogitBackward {
       accumulate_columns(g_second_.data(), out, tokens, out, grad.data(P::mean_bias));
     }
     if (dx) {
-      const Matrix<T> w_t = transposed(post_.input_weight(), dim, width, dim);  // [D, E + H]
-      const Index tile = cpu.tile;
-      parallel_for(
-          cpu, (tokens + tile - 1) / tile, [] { return cpu::projection_scratch<T>(); },
-          [&](Index b, cpu::projection_scratch<T>& lanes) {
-            const Index begin = b * tile, m = std::min(tile, tokens - begin);
-            cpu::project(g_first_.data() + begin * width, width, m, w_t.data(), width, dim, width,
-                         static_cast<const T*>(nullptr), dx->data() + begin * dim, dim, lanes);
-          });
+      dx->setZero();
+      add_input_gradient(cpu, g_first_.data(), width, tokens, post_.input_weight(), dim, width, dim, dx->data(), dim);
     }
   }
 

@@ -9,6 +9,7 @@
 
 #include "vmoer/config.hpp"
 #include "vmoer/selector/convention.hpp"
+#include "vmoer/selector/select.hpp"
 
 namespace vmoer::grad {
 
@@ -32,11 +33,40 @@ VMOER_HOST_DEVICE inline void score_backward(Score score, const T* q, const T* d
   }
 }
 
-/// Adjoint of selection::combine_weights: dscores[ids[i]] += sum_j dweights[j] dw_j / dscores[ids[i]].
-/// `work` holds 2K entries. Where sum_clamped clamps, the denominator is a constant.
+/// Adjoint of PhiMoE's sparsemixer weights w_i = scaling / Z_i,
+/// Z_i = sum over the window W_i of exp(s_e - m_i), m_i = s_{ids[i]} (selection::sparsemixer_weight):
+/// dZ_i/ds_e = exp(s_e - m_i) for e != ids[i] in W_i, and dZ_i/dm_i = 1 - Z_i.
 template <class T>
-VMOER_HOST_DEVICE inline void combine_weights_backward(const T* scores, const std::int32_t* ids, const Convention& c,
-                                                       const T* dweights, T* dscores, T* work) {
+VMOER_HOST_DEVICE inline void sparsemixer_backward(const T* scores, Index experts, const std::int32_t* ids,
+                                                   const Convention& c, const T* dweights, T* dscores) {
+  using std::exp;
+  const T window = T(2 * c.jitter_eps);
+  for (Index i = 0; i < c.top_k; ++i) {
+    const T top = scores[ids[i]];
+    const T z = T(1) / selection::sparsemixer_weight(scores, experts, ids, i, c.jitter_eps);
+    const T dz = -dweights[i] * T(c.scaling) / (z * z);  // dL/dZ_i
+    for (Index e = 0; e < experts; ++e) {
+      bool chosen_before = false;
+      for (Index j = 0; j < i; ++j) chosen_before = chosen_before || ids[j] == e;
+      const T magnitude = scores[e] < T(0) ? -scores[e] : scores[e];
+      const T factor = magnitude > top ? magnitude : top;
+      if (chosen_before || e == ids[i] || (top - scores[e]) / factor > window) continue;
+      dscores[e] += dz * exp(scores[e] - top);
+    }
+    dscores[ids[i]] += dz * (T(1) - z);
+  }
+}
+
+/// Adjoint of selection::combine_weights: dscores[e] += sum_j dweights[j] dw_j / dscores[e]
+/// over the E experts. `work` holds 2K entries. Where sum_clamped clamps, the denominator
+/// is a constant; sparsemixer's windows, like the selection, are held fixed.
+template <class T>
+VMOER_HOST_DEVICE inline void combine_weights_backward(const T* scores, Index experts, const std::int32_t* ids,
+                                                       const Convention& c, const T* dweights, T* dscores, T* work) {
+  if (c.normalize == Normalize::sparsemixer) {
+    sparsemixer_backward(scores, experts, ids, c, dweights, dscores);
+    return;
+  }
   using std::pow;
   const Index k = c.top_k;
   T* u = work;       // the weights before the denominator
@@ -68,6 +98,8 @@ VMOER_HOST_DEVICE inline void combine_weights_backward(const T* scores, const st
     case Normalize::sum_clamped:
       den = usum > T(c.norm_min) ? usum : T(c.norm_min);
       constant = !(usum > T(c.norm_min));
+      break;
+    case Normalize::sparsemixer:  // handled above
       break;
   }
   const T scaling = T(c.scaling);

@@ -126,22 +126,9 @@ class TemperatureBackward {
           [&](Index r, T* row) { std::copy(h_.data() + r * th, h_.data() + (r + 1) * th, row); },
           grad.data(Sel::head_weight), th);
       accumulate_columns(g_head_.data(), width, tokens, width, grad.data(Sel::head_bias));
-      if (dx) {
-        const Matrix<T> w_t = transposed(sel_.parameters().data(Sel::trunk_weight), dim, th, dim);  // [D, Ht]
-        const Index tile = cpu.tile;
-        struct Scratch {
-          Matrix<T> y;
-          cpu::projection_scratch<T> lanes;
-        };
-        parallel_for(
-            cpu, (tokens + tile - 1) / tile, [&] { return Scratch{Matrix<T>(tile, dim), {}}; },
-            [&](Index b, Scratch& s) {
-              const Index begin = b * tile, m = std::min(tile, tokens - begin);
-              cpu::project(g_trunk_.data() + begin * th, th, m, w_t.data(), th, dim, th,
-                           static_cast<const T*>(nullptr), s.y.data(), dim, s.lanes);
-              dx->middleRows(begin, m) += s.y.topRows(m);
-            });
-      }
+      if (dx)
+        add_input_gradient(cpu, g_trunk_.data(), th, tokens, sel_.parameters().data(Sel::trunk_weight), dim, th, dim,
+                           dx->data(), dim);
     } else {
       (void)cpu, (void)x, (void)ldx, (void)grad, (void)dx;
     }

@@ -65,7 +65,7 @@ class TokenBackward {
     // Sampled selection weights the chosen experts by the untempered scores; otherwise
     // weights and selection share the tempered scores.
     T* dweight_scores = sampled_ ? dweight_scores_.data() : dscores_.data();
-    combine_weights_backward(weight_scores(), up.ids, conv_, up.weights, dweight_scores, work_.data());
+    combine_weights_backward(weight_scores(), n, up.ids, conv_, up.weights, dweight_scores, work_.data());
     if (up.probs)
       for (Index e = 0; e < n; ++e) dscores_[e] += up.probs[e];
     if (up.advantage)

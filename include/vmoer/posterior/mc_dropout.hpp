@@ -88,7 +88,8 @@ class McDropout {
 
   /// Philox words of one (token, sample) mask.
   struct MaskWords {
-    std::vector<std::uint32_t> x, y;  ///< first and second words of each Box-Muller pair (cpu::philox_pairs)
+    std::vector<std::uint32_t> x;  ///< first words of the Philox pairs (cpu::philox_pairs)
+    std::vector<std::uint32_t> y;  ///< second words
   };
 
   /// out = m * in / keep for the mask of (token, sample); in and out hold D entries.
@@ -137,23 +138,20 @@ class McDropout {
         grad.data(router_weight), d);
     grad::accumulate_columns(dz, e, tokens * samples, e, grad.data(router_bias));
     if (!dx) return;
-    const Matrix<T> w_t = grad::transposed(input_weight(), d, e, d);  // [D, E]
     struct Scratch {
-      Matrix<T> y;
-      Vector<T> row;
+      Vector<T> y, row;
       MaskWords words;
-      cpu::projection_scratch<T> lanes;
     };
+    const Eigen::Map<const Matrix<T>> w(input_weight(), e, d);
     grad::parallel_for(
-        cpu, tokens, [&] { return Scratch{Matrix<T>(samples, d), Vector<T>(d), {}, {}}; },
+        cpu, tokens, [&] { return Scratch{Vector<T>(d), Vector<T>(d), {}}; },
         [&](Index t, Scratch& s) {
-          cpu::project(dz + t * samples * e, e, samples, w_t.data(), e, d, e, static_cast<const T*>(nullptr),
-                       s.y.data(), d, s.lanes);
           auto out = dx->row(t);
           out.setZero();
           for (Index k = 0; k < samples; ++k) {
-            dropout(s.y.data() + k * d, first_token + std::uint32_t(t), std::uint32_t(k), stream, s.row.data(),
-                    s.words);
+            s.y.setZero();  // W^T dz_tk as a sum of rows of W, in expert order
+            for (Index j = 0; j < e; ++j) s.y += dz[(t * samples + k) * e + j] * w.row(j).transpose();
+            dropout(s.y.data(), first_token + std::uint32_t(t), std::uint32_t(k), stream, s.row.data(), s.words);
             out += s.row.transpose();
           }
         });

@@ -1,0 +1,80 @@
+// vmoer::backward beyond its values: bit-identical results for any thread count and
+// tile size, and named errors for bad arguments.
+#include "grad/gradcheck.hpp"
+
+using namespace vmoer;
+using gradcheck::Index;
+using gradcheck::Matrix;
+
+namespace {
+
+template <class P, class Sampler, class Sel>
+void check_invariance(const P& post, const Sampler& sampler, const Sel& sel) {
+  std::mt19937_64 g(4);
+  const Index tokens = 300;  // more than one chunk of the gradient reduction
+  const Matrix<double> x = gradcheck::normal(g, tokens, post.dim(), 1.0);
+  const Matrix<double> dweights = gradcheck::normal(g, tokens, sel.convention.top_k, 1.0);
+  BackwardOptions<double> options;
+  if constexpr (grad::has_kl<P>) options.regularisers.kl_weight = 0.3;
+  auto run = [&](int threads, Index tile) {
+    const Router router(post, sampler, sel, rng::Stream{8, 1}, Cpu{.threads = threads, .tile = tile});
+    return backward(router, x, router.route(x), dweights, options);
+  };
+  const auto base = run(1, 16);
+  for (const int threads : {2, 3})
+    for (const Index tile : {1, 7, 64}) {
+      CAPTURE(threads);
+      CAPTURE(tile);
+      const auto other = run(threads, tile);
+      CHECK((other.posterior.flat().array() == base.posterior.flat().array()).all());
+      CHECK((other.selector.flat().array() == base.selector.flat().array()).all());
+      CHECK((other.hidden.array() == base.hidden.array()).all());
+      CHECK(other.regularisers == base.regularisers);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("backward is bit-identical for any thread count and tile size") {
+  const TopK top_k{{.top_k = 3, .normalize = Normalize::sum}};
+  check_invariance(gradcheck::make_posterior<MeanField<double>>(8, 12, 1, 6), MonteCarlo{.samples = 2}, top_k);
+  check_invariance(gradcheck::make_posterior<LowRank<double>>(8, 12, 2, 6, 2), MonteCarlo{.samples = 2}, top_k);
+  check_invariance(gradcheck::make_posterior<McDropout<double>>(8, 12, 3), MonteCarlo{.samples = 3}, top_k);
+  check_invariance(gradcheck::make_posterior<Swag<double>>(8, 12, 4), MonteCarlo{.samples = 3}, top_k);
+  LearnedTemperature<double> vtsr(top_k.convention, 8, 12, {.hidden = 5, .per_expert = true, .sample = false});
+  check_invariance(gradcheck::make_posterior<Dirac<double>>(8, 12, 5), MeanOnly{}, vtsr);
+}
+
+TEST_CASE("backward rejects bad arguments with named errors") {
+  const auto post = gradcheck::make_posterior<MeanField<double>>(6, 4, 1);
+  const Router router(post, MonteCarlo{.samples = 2}, TopK{{.top_k = 2}});
+  std::mt19937_64 g(1);
+  const Matrix<double> x = gradcheck::normal(g, 3, 4, 1.0);
+  const auto r = router.route(x);
+  const Matrix<double> dw = Matrix<double>::Ones(3, 2);
+  auto fails = [](auto&& call, const char* what) {
+    CHECK_THROWS_WITH_AS(call(), doctest::Contains(what), vmoer::invalid_argument);
+  };
+  fails([&] { return backward(router, Matrix<double>::Ones(3, 5), r, dw); }, "hidden has 5 columns");
+  fails([&] { return backward(router, x, r, Matrix<double>::Ones(3, 3)); }, "dweights is [3, 3]");
+  fails([&] { return backward(router, x, r, dw, Matrix<double>::Ones(3, 2)); }, "dprobs is [3, 2]");
+  fails([&] { return backward(router, x.topRows(2), r, Matrix<double>::Ones(2, 2)); }, "routing.ids is [3, 2]");
+  auto bad_ids = r;
+  bad_ids.ids(1, 0) = 6;
+  fails([&] { return backward(router, x, bad_ids, dw); }, "routing.ids[1, 0] = 6");
+  const std::vector<double> advantage(3, 1.0);
+  BackwardOptions<double> o;
+  o.advantage = advantage;
+  fails([&] { return backward(router, x, r, dw, o); }, "needs a sampled selection");
+  const std::vector<std::uint8_t> valid(2, 1);
+  BackwardOptions<double> v;
+  v.valid = valid;
+  fails([&] { return backward(router, x, r, dw, v); }, "valid has 2 entries");
+  fails([&] { return backward(router, x, r, dw, {.regularisers = {.kl_weight = -1}}); }, "kl_weight = -1");
+  fails([&] { return backward(router, x, r, dw, {.regularisers = {.prior_sigma = 0}}); }, "prior_sigma = 0");
+  fails([&] { return backward(router, x, r, dw, {.regularisers = {.temperature_penalty = 1}}); },
+        "needs a LearnedTemperature");
+  const Router dirac(gradcheck::make_posterior<Dirac<double>>(6, 4, 1), MeanOnly{}, TopK{{.top_k = 2}});
+  const auto rd = dirac.route(x);
+  fails([&] { return backward(dirac, x, rd, dw, {.regularisers = {.kl_weight = 1}}); }, "needs a Gaussian");
+}
