@@ -12,8 +12,10 @@ cmake -S . -B "$build/release" -DCMAKE_BUILD_TYPE=Release
 cmake --build "$build/release" -j"$jobs"
 ctest --test-dir "$build/release" --output-on-failure -j"$jobs"
 
-cmake -S . -B "$build/sanitize" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" -DVMOER_SANITIZE=ON -DVMOER_CUDA=OFF \
-  -DVMOER_BUILD_BENCHMARKS=OFF -DVMOER_BUILD_EXAMPLES=OFF
+# The sanitized build covers the library's own code: libtorch and the CUDA toolkit are not
+# built with the sanitizers, and the packaging tests have nothing to add a second time.
+cmake -S . -B "$build/sanitize" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" -DVMOER_SANITIZE=ON \
+  -DVMOER_CUDA=OFF -DVMOER_BUILD_TORCH=OFF -DVMOER_TEST_PACKAGE=OFF -DVMOER_BUILD_BENCHMARKS=OFF -DVMOER_BUILD_EXAMPLES=OFF
 cmake --build "$build/sanitize" -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir "$build/sanitize" --output-on-failure -j"$jobs"
