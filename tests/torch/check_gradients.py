@@ -78,6 +78,7 @@ def score(kind, z):
 def check_case(path):
     t, meta = read_safetensors(path)
     cov, kind, aggregate = meta["posterior"], meta["score"], meta["aggregate"]
+    sampled = meta["sampled"] == "true"
     samples, beta, prior_sigma, gamma, fixed_tau = t["settings"].tolist()
     samples = int(samples)
     x = t["x"].clone().requires_grad_(True)
@@ -132,12 +133,21 @@ def check_case(path):
 
     if aggregate == "probs":
         probs = score(kind, zs / tau[:, None, :]).mean(1)
+        untempered = score(kind, zs).mean(1)
     else:
         probs = score(kind, zs.mean(1) / tau)
-    chosen = torch.gather(probs, 1, ids)
+        untempered = score(kind, zs.mean(1))
+    # Sampled selection (Gumbel-top-K at T) weights the chosen experts by the untempered scores.
+    chosen = torch.gather(untempered if sampled else probs, 1, ids)
     weights = chosen / chosen.sum(1, keepdim=True)
 
     loss = (t["dweights"] * weights).sum() + (t["dprobs"] * probs).sum()
+    if sampled:  # score-function term: advantage * log Plackett-Luce(ids | probs)
+        q = probs / probs.sum(1, keepdim=True)
+        picked = torch.gather(q, 1, ids)
+        before = torch.cumsum(picked, 1) - picked  # mass chosen before each draw
+        log_prob = (torch.log(picked) - torch.log(1 - before)).sum(1)
+        loss = loss + (t["advantage"].reshape(-1) * log_prob).sum()
     reg = beta * (wtok * kl_terms).sum()
     if tau_g is not None:
         reg = reg + gamma * (wtok * (-torch.log(tau_g).mean(1))).sum()

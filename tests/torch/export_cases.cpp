@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <random>
+#include <span>
 #include <string>
 
 #include "vmoer/grad/backward.hpp"
@@ -55,6 +56,8 @@ void export_case(const std::filesystem::path& dir, const std::string& case_name,
   const std::vector<std::uint8_t> valid = {1, 0, 1, 1, 1};
   BackwardOptions<double> options{.regularisers = {.kl_weight = beta, .prior_sigma = 0.9, .temperature_penalty = gamma}};
   options.valid = valid;
+  const Matrix<double> advantage = normal(g, tokens, 1, 1.0);
+  if (sel.sampled()) options.advantage = std::span<const double>(advantage.data(), std::size_t(tokens));
   const auto grads = backward(router, x, r, dweights, dprobs, options);
 
   io::safetensors_writer w;
@@ -63,6 +66,8 @@ void export_case(const std::filesystem::path& dir, const std::string& case_name,
   else
     w.add_metadata("posterior", P::covariance::name);
   w.add_metadata("score", name(sel.convention.score));
+  w.add_metadata("sampled", sel.sampled() ? "true" : "false");
+  w.add("advantage", Matrix<double>(sel.sampled() ? advantage : Matrix<double>::Zero(tokens, 1)));
   w.add_metadata("aggregate", sampler.aggregate == Aggregate::logits ? "logits" : "probs");
   w.add("x", x);
   w.add("dweights", dweights);
@@ -129,6 +134,10 @@ int main(int argc, char** argv) {
   LearnedTemperature<double> vtsr(sum, experts, dim, {.hidden = 3, .per_expert = true, .sample = false});
   vtsr.parameters()[LearnedTemperature<double>::head_weight] = normal(g, experts, 3, 0.5);
   export_case(dir, "low_rank_vtsr", posterior<LowRank<double>>(g, 2), MonteCarlo{.samples = 3}, vtsr, 0.2, 0.3, g);
+  LearnedTemperature<double> sampled(sum, experts, dim, {.hidden = 3, .per_expert = false, .sample = true});
+  sampled.parameters()[LearnedTemperature<double>::head_weight] = normal(g, 1, 3, 0.5);
+  export_case(dir, "mean_field_sampled_vtsr", posterior<MeanField<double>>(g, 0), MonteCarlo{.samples = 2}, sampled,
+              0.4, 0.2, g);
   export_case(dir, "mc_dropout", posterior<McDropout<double>>(g, 0), MonteCarlo{.samples = 4}, TopK{sum}, 0, 0, g);
   return 0;
 }
