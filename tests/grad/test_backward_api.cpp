@@ -62,6 +62,12 @@ TEST_CASE("backward rejects bad arguments with named errors") {
   auto bad_ids = r;
   bad_ids.ids(1, 0) = 6;
   fails([&] { return backward(router, x, bad_ids, dw); }, "routing.ids[1, 0] = 6");
+  Matrix<double> nan_dw = dw;
+  nan_dw(2, 1) = NAN;
+  fails([&] { return backward(router, x, r, nan_dw); }, "dweights has a non-finite entry at flat index 5");
+  Matrix<double> inf_x = x;
+  inf_x(0, 1) = INFINITY;
+  fails([&] { return backward(router, inf_x, r, dw); }, "hidden has a non-finite entry at flat index 1");
   const std::vector<double> advantage(3, 1.0);
   BackwardOptions<double> o;
   o.advantage = advantage;

@@ -95,6 +95,17 @@ void validate(const Router& router, const MatrixView<In>& hidden, const Routing<
           dweights.cols(), "], expected [T, K] = [", tokens, ", ", k, "]");
   require(dprobs.size() == 0 || (dprobs.rows() == tokens && dprobs.cols() == experts), where, "dprobs is [",
           dprobs.rows(), ", ", dprobs.cols(), "], expected empty or [T, E] = [", tokens, ", ", experts, "]");
+  auto first_bad = [](const auto& m) -> Index {  // index of the first non-finite entry, or -1
+    for (Index i = 0; i < m.rows(); ++i)
+      for (Index j = 0; j < m.cols(); ++j)
+        if (!std::isfinite(double(m(i, j)))) return i * m.cols() + j;
+    return -1;
+  };
+  for (const auto& [m, name] : {std::pair{first_bad(dweights), "dweights"}, std::pair{first_bad(dprobs), "dprobs"},
+                                std::pair{first_bad(hidden), "hidden"}})
+    require(m < 0, where, name, " has a non-finite entry at flat index ", m);
+  for (std::size_t t = 0; t < o.advantage.size(); ++t)
+    require(std::isfinite(o.advantage[t]), where, "advantage[", t, "] = ", o.advantage[t], " is not finite");
   require(o.advantage.empty() || Index(o.advantage.size()) == tokens, where, "advantage has ", o.advantage.size(),
           " entries, expected T = ", tokens);
   require(o.advantage.empty() || router.selector().sampled(), where,
