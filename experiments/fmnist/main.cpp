@@ -65,7 +65,7 @@ struct Schedule {
 
 Schedule schedule(bool quick) {
   if (quick) return {3000, 1000, 500, 1000, 1000, 500, 1, 20, 128, 35, 2};
-  return {24000, 6000, 500, 1000, 500, 2000, 1, 50, 128, 35, 2};
+  return {54000, 6000, 1000, 2000, 1000, 2000, 1, 100, 128, 35, 2};
 }
 
 /// Images (normalised with the Fashion-MNIST training statistics) and labels.

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Plots of a vmoer-fmnist run: reliability diagrams, per-layer Jaccard vs gamma, OoD score histograms.
+"""Plots of a vmoer-fmnist run: reliability diagrams, per-layer Jaccard vs gamma, OoD score histograms;
+and the run's tables in Markdown (RESULTS_DIR/results_table.md).
 
     /usr/bin/python3 experiments/fmnist/plot.py RESULTS_DIR OUTPUT_DIR
 """
@@ -48,7 +49,7 @@ def reliability(src, dst):
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.suptitle("Reliability diagrams, Fashion-MNIST test (all seeds pooled)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))  # room for the suptitle
     fig.savefig(dst / "fmnist_reliability.png", dpi=110)
 
 
@@ -88,8 +89,55 @@ def histograms(src, dst):
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.suptitle("OoD scores (seed 0): in-distribution vs MNIST vs inverted Fashion-MNIST")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))  # room for the suptitle
     fig.savefig(dst / "fmnist_ood_histograms.png", dpi=100)
+
+
+SIGNALS = ["predictive entropy", "gate entropy", "logit variance", "MC variance", "mutual information", "temperature"]
+
+
+def cell(values, digits=3):
+    """mean ± sample standard deviation over seeds."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return f"{mean:.{digits}f}"
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def tables(src):
+    """Markdown tables (mean ± sd over seeds) from results.csv, written to RESULTS_DIR/results_table.md.
+    A signal a method does not produce is a constant score (AUROC exactly 0.5 on every seed): shown as n/a."""
+    by = defaultdict(lambda: defaultdict(list))  # method -> metric -> values over seeds
+    hyper = {}
+    for r in rows(src / "results.csv"):
+        by[r["method"]][r["metric"]].append(float(r["value"]))
+        hyper[r["method"]] = r["hyper"]
+    methods = list(by)
+    seeds = len(next(iter(by.values()))["accuracy"])
+    out = [f"Mean ± standard deviation over {seeds} seeds; the chosen hyperparameter follows the name.\n"]
+
+    def table(title, columns, fmt):
+        out.append(f"\n#### {title}\n\n| method | " + " | ".join(h for h, _ in columns) + " |")
+        out.append("|---|" + "---|" * len(columns))
+        for m in methods:
+            out.append(f"| {m} ({hyper[m]}) | " + " | ".join(fmt(m, key) for _, key in columns) + " |")
+
+    main_cols = [("accuracy", "accuracy"), ("NLL", "NLL"), ("ECE", "ECE"), ("MCE", "MCE"), ("Brier", "Brier"),
+                 ("Jaccard γ=0.01", "Jaccard@0.01"), ("FLOPs overhead %", "FLOPs overhead %"),
+                 ("wall-clock overhead %", "time overhead %")]
+    table("Calibration, stability and cost (Fashion-MNIST test)", main_cols,
+          lambda m, k: cell(by[m][k], 1 if "overhead" in k else 4 if k in ("ECE",) else 3))
+    for st, name in (("MNIST", "MNIST"), ("inverted", "inverted Fashion-MNIST")):
+        for metric in ("AUROC", "AUPRC", "FPR95"):
+            def fmt(m, k, st=st, metric=metric):
+                signal = k
+                if all(v == 0.5 for v in by[m][f"AUROC {st} {signal}"]):
+                    return "n/a"
+                return cell(by[m][f"{metric} {st} {signal}"])
+            table(f"OoD {metric}, {name} ({'lower' if metric == 'FPR95' else 'higher'} is better)",
+                  [(s, s) for s in SIGNALS], fmt)
+    (src / "results_table.md").write_text("\n".join(out) + "\n")
 
 
 def main():
@@ -98,6 +146,7 @@ def main():
     reliability(src, dst)
     stability(src, dst)
     histograms(src, dst)
+    tables(src)
 
 
 if __name__ == "__main__":
