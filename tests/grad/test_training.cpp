@@ -17,6 +17,7 @@ namespace {
 
 /// Adam over one flat buffer (Kingma & Ba 2015, default betas).
 struct Adam {
+  explicit Adam(double rate) : lr(rate) {}
   double lr;
   Vector<double> m, v;
   int step = 0;
