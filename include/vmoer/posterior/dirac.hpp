@@ -2,13 +2,13 @@
 #pragma once
 
 #include "vmoer/params.hpp"
-#include "vmoer/posterior/init.hpp"
+#include "vmoer/posterior/linear_router.hpp"
 
 namespace vmoer {
 
 /// A point mass on the logits of a linear router.
 template <class T>
-class Dirac {
+class Dirac : public EncoderFree<Dirac<T>> {
  public:
   using scalar = T;                         ///< parameter and compute type
   static constexpr bool stochastic = false; ///< no noise: every sample is the mean
@@ -20,14 +20,7 @@ class Dirac {
   /// Router weight [E, D] and optional bias [E] (empty: zero bias).
   explicit Dirac(MatrixView<T> weight, const Vector<T>& bias = {})
       : params_(layout(weight.rows(), weight.cols())) {
-    detail::require(weight.rows() >= 1 && weight.cols() >= 1, "Dirac", "router weight must be [E, D] with E, D >= 1, got [",
-                    weight.rows(), ", ", weight.cols(), "]");
-    detail::require(bias.size() == 0 || bias.size() == weight.rows(), "Dirac", "router bias has ", bias.size(),
-                    " entries, expected E = ", weight.rows());
-    detail::require_finite(weight, "Dirac", "router weight");
-    detail::require_finite(bias, "Dirac", "router bias");
-    params_[router_weight] = weight;
-    if (bias.size()) params_[router_bias] = bias.transpose();
+    detail::set_router(params_, router_weight, router_bias, weight, bias, "Dirac");
   }
 
   /// The layout of a router with E experts and input dimension D.
@@ -37,19 +30,6 @@ class Dirac {
     l.add("router.bias", 1, experts);
     return l;
   }
-
-  /// E.
-  Index experts() const { return params_.layout()[router_weight].rows; }
-  /// D.
-  Index dim() const { return params_.layout()[router_weight].cols; }
-  /// Width of the encoder trunk: none.
-  Index hidden() const { return 0; }
-  /// Width of the scale head: none.
-  Index head_size() const { return 0; }
-  /// Normals per sample: none.
-  Index noise_size() const { return 0; }
-  /// Rank of a low-rank factor: none.
-  Index rank() const { return 0; }
 
   /// The parameter buffer.
   Parameters<T>& parameters() { return params_; }

@@ -17,6 +17,7 @@
 
 #include "vmoer/params.hpp"
 #include "vmoer/posterior/init.hpp"
+#include "vmoer/posterior/linear_router.hpp"
 
 namespace vmoer {
 
@@ -52,12 +53,7 @@ class Gaussian {
   /// A posterior around the router W [E, D], b [E] (empty: zero bias).
   Gaussian(MatrixView<T> weight, const Vector<T>& bias, const EncoderOptions& options = {})
       : Gaussian(weight.rows(), weight.cols(), options) {
-    detail::require(bias.size() == 0 || bias.size() == weight.rows(), where(), "router bias has ", bias.size(),
-                    " entries, expected E = ", weight.rows());
-    detail::require_finite(weight, where(), "router weight");
-    detail::require_finite(bias, where(), "router bias");
-    params_[router_weight] = weight;
-    if (bias.size()) params_[router_bias] = bias.transpose();
+    detail::set_router(params_, router_weight, router_bias, weight, bias, where());
   }
 
   /// A posterior with zero router weights, to be filled by loading parameters.
@@ -119,8 +115,7 @@ class Gaussian {
  private:
   static const char* where() { return Cov::name; }
   static Index checked_experts(Index experts, Index dim) {
-    detail::require(experts >= 1 && dim >= 1, where(), "router weight must be [E, D] with E, D >= 1, got [", experts,
-                    ", ", dim, "]");
+    detail::check_router_shape(experts, dim, 0, where());
     return experts;
   }
   static Index checked_hidden(const EncoderOptions& o) {

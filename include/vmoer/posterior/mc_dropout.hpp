@@ -21,14 +21,15 @@
 #include "vmoer/backend/cpu/vector_math.hpp"
 #include "vmoer/grad/kernels.hpp"
 #include "vmoer/params.hpp"
-#include "vmoer/posterior/init.hpp"
+#include "vmoer/posterior/dirac.hpp"
+#include "vmoer/posterior/linear_router.hpp"
 #include "vmoer/rng/stream.hpp"
 
 namespace vmoer {
 
 /// MC dropout on the router input.
 template <class T>
-class McDropout {
+class McDropout : public EncoderFree<McDropout<T>> {
  public:
   using scalar = T;                          ///< parameter and compute type
   static constexpr bool stochastic = true;   ///< samples differ from the mean
@@ -40,40 +41,16 @@ class McDropout {
   /// The router W [E, D], b [E] (empty: zero) with input dropout rate p in [0, 1).
   McDropout(MatrixView<T> weight, const Vector<T>& bias = {}, double rate = 0.1)
       : params_(layout(weight.rows(), weight.cols())) {
-    detail::require(weight.rows() >= 1 && weight.cols() >= 1, where, "router weight must be [E, D] with E, D >= 1, got [",
-                    weight.rows(), ", ", weight.cols(), "]");
-    detail::require(bias.size() == 0 || bias.size() == weight.rows(), where, "router bias has ", bias.size(),
-                    " entries, expected E = ", weight.rows());
     detail::require(std::isfinite(rate) && rate >= 0 && std::lround(rate * 65536.0) < 65536, where, "rate p = ", rate,
                     " must be in [0, 1) (at 2^-16 resolution)");
-    detail::require_finite(weight, where, "router weight");
-    detail::require_finite(bias, where, "router bias");
-    params_[router_weight] = weight;
-    if (bias.size()) params_[router_bias] = bias.transpose();
+    detail::set_router(params_, router_weight, router_bias, weight, bias, where);
     threshold_ = std::uint32_t(std::lround(rate * 65536.0));
     scale_ = T(65536.0 / double(65536 - threshold_));
   }
 
-  /// The layout of a router with E experts and input dimension D.
-  static ParameterLayout layout(Index experts, Index dim) {
-    ParameterLayout l;
-    l.add("router.weight", experts, dim);
-    l.add("router.bias", 1, experts);
-    return l;
-  }
+  /// The layout of a router with E experts and input dimension D: Dirac's.
+  static ParameterLayout layout(Index experts, Index dim) { return Dirac<T>::layout(experts, dim); }
 
-  /// E.
-  Index experts() const { return params_.layout()[router_weight].rows; }
-  /// D.
-  Index dim() const { return params_.layout()[router_weight].cols; }
-  /// Width of an encoder trunk: none.
-  Index hidden() const { return 0; }
-  /// Width of a scale head: none.
-  Index head_size() const { return 0; }
-  /// Normals per sample: none (the masks are uniform bits).
-  Index noise_size() const { return 0; }
-  /// Rank of a low-rank factor: none.
-  Index rank() const { return 0; }
   /// The drop probability actually used, a multiple of 2^-16.
   double rate() const { return double(threshold_) / 65536.0; }
 
@@ -95,7 +72,7 @@ class McDropout {
   /// out = m * in / keep for the mask of (token, sample); in and out hold D entries.
   void dropout(const T* in, std::uint32_t token, std::uint32_t sample, const rng::Stream& stream, T* out,
                MaskWords& words) const {
-    const Index d = dim(), blocks = (d + 7) / 8;
+    const Index d = this->dim(), blocks = (d + 7) / 8;
     words.x.resize(std::size_t(2 * blocks));
     words.y.resize(std::size_t(2 * blocks));
     cpu::philox_pairs(stream, rng::Purpose::dropout, token, sample, blocks, words.x.data(), words.y.data());
@@ -111,7 +88,7 @@ class McDropout {
   /// first_token + i, for the m rows of x [m, D] (leading dimension ldx).
   void sample_logits(const T* x, Index ldx, Index m, std::uint32_t first_token, const rng::Stream& stream,
                      Index samples, T* z, cpu::projection_scratch<T>& lanes) const {
-    const Index d = dim(), e = experts();
+    const Index d = this->dim(), e = this->experts();
     Matrix<T> masked(samples, d);
     MaskWords words;
     for (Index i = 0; i < m; ++i) {
@@ -127,7 +104,7 @@ class McDropout {
   void backward_logits(const Cpu& cpu, const T* x, Index ldx, Index tokens, std::uint32_t first_token,
                        const rng::Stream& stream, Index samples, const T* dz, Parameters<T>& grad,
                        Matrix<T>* dx) const {
-    const Index d = dim(), e = experts();
+    const Index d = this->dim(), e = this->experts();
     grad::accumulate_outer(
         cpu, dz, e, tokens * samples, e, d,
         [&](Index r, T* row) {

@@ -28,6 +28,7 @@
 #include "vmoer/backend/cpu/vector_math.hpp"
 #include "vmoer/grad/kernels.hpp"
 #include "vmoer/params.hpp"
+#include "vmoer/posterior/linear_router.hpp"
 #include "vmoer/posterior/init.hpp"
 #include "vmoer/rng/stream.hpp"
 
@@ -41,7 +42,7 @@ struct SwagOptions {
 
 /// SWA-Gaussian over the weights [W, b] of a linear router.
 template <class T>
-class Swag {
+class Swag : public EncoderFree<Swag<T>> {
  public:
   using scalar = T;                          ///< parameter and compute type
   static constexpr bool stochastic = true;   ///< samples differ from the mean
@@ -61,8 +62,7 @@ class Swag {
   /// A SWAG posterior whose first snapshot is W [E, D], b [E] (empty: zero).
   Swag(MatrixView<T> weight, const Vector<T>& bias = {}, const SwagOptions& options = {})
       : options_(options), cache_(std::make_shared<Cache>()) {
-    detail::require(weight.rows() >= 1 && weight.cols() >= 1, where, "router weight must be [E, D] with E, D >= 1, got [",
-                    weight.rows(), ", ", weight.cols(), "]");
+    detail::check_router_shape(weight.rows(), weight.cols(), bias.size(), where);
     detail::require(options.rank >= 1, where, "rank r = ", options.rank, " must be >= 1");
     detail::require(std::isfinite(options.scale) && options.scale >= 0, where, "scale = ", options.scale,
                     " must be finite and >= 0");
@@ -97,10 +97,10 @@ class Swag {
 
   /// Adds one snapshot of the router's weights W [E, D] and bias b [E] (empty: zero).
   void collect(MatrixView<T> weight, const Vector<T>& bias = {}) {
-    detail::require(weight.rows() == experts() && weight.cols() == dim(), where, "snapshot weight is [",
-                    weight.rows(), ", ", weight.cols(), "], expected [E, D] = [", experts(), ", ", dim(), "]");
-    detail::require(bias.size() == 0 || bias.size() == experts(), where, "snapshot bias has ", bias.size(),
-                    " entries, expected E = ", experts());
+    detail::require(weight.rows() == this->experts() && weight.cols() == this->dim(), where, "snapshot weight is [",
+                    weight.rows(), ", ", weight.cols(), "], expected [E, D] = [", this->experts(), ", ", this->dim(), "]");
+    detail::require(bias.size() == 0 || bias.size() == this->experts(), where, "snapshot bias has ", bias.size(),
+                    " entries, expected E = ", this->experts());
     detail::require_finite(weight, where, "snapshot weight");
     detail::require_finite(bias, where, "snapshot bias");
     const Index n = count() + 1, column = (n - 1) % options_.rank;
@@ -116,25 +116,13 @@ class Swag {
       }
     };
     const Matrix<T> w = weight;
-    const Vector<T> b = bias.size() ? bias : Vector<T>::Zero(experts());
-    update(router_weight, second_weight, deviation_weight, w.data(), experts() * dim());
-    update(router_bias, second_bias, deviation_bias, b.data(), experts());
+    const Vector<T> b = bias.size() ? bias : Vector<T>::Zero(this->experts());
+    update(router_weight, second_weight, deviation_weight, w.data(), this->experts() * this->dim());
+    update(router_bias, second_bias, deviation_bias, b.data(), this->experts());
     params_.data(snapshots)[0] = T(n);
     cache_ = std::make_shared<Cache>();
   }
 
-  /// E.
-  Index experts() const { return params_.layout()[router_weight].rows; }
-  /// D.
-  Index dim() const { return params_.layout()[router_weight].cols; }
-  /// Width of an encoder trunk: none.
-  Index hidden() const { return 0; }
-  /// Width of a scale head: none.
-  Index head_size() const { return 0; }
-  /// Normals per sample drawn by the pipeline: none (the weights are drawn here).
-  Index noise_size() const { return 0; }
-  /// Rank of a low-rank factor over the logits: none.
-  Index rank() const { return 0; }
   /// n, the snapshots collected.
   Index count() const { return Index(std::lround(double(params_.data(snapshots)[0]))); }
   /// K = min(n, r), the deviation columns in use.
@@ -171,7 +159,7 @@ class Swag {
   /// first_token + i, for the m rows of x [m, D] (leading dimension ldx).
   void sample_logits(const T* x, Index ldx, Index m, std::uint32_t /*first_token*/, const rng::Stream& stream,
                      Index samples, T* z, cpu::projection_scratch<T>& lanes) const {
-    const Index d = dim(), e = experts();
+    const Index d = this->dim(), e = this->experts();
     const auto drawn = draws(stream, samples);
     Matrix<T> y(m, e);
     for (Index s = 0; s < samples; ++s) {
@@ -188,7 +176,7 @@ class Swag {
   void backward_logits(const Cpu& cpu, const T* x, Index ldx, Index tokens, std::uint32_t /*first_token*/,
                        const rng::Stream& stream, Index samples, const T* dz, Parameters<T>& grad,
                        Matrix<T>* dx) const {
-    const Index d = dim(), e = experts(), p = theta_size();
+    const Index d = this->dim(), e = this->experts(), p = theta_size();
     const auto drawn = draws(stream, samples);
     Matrix<T> g(samples, p);  // G_s, one row per sample
     g.setZero();
@@ -247,9 +235,9 @@ class Swag {
     std::shared_ptr<const Draws> draws;
   };
 
-  Index theta_size() const { return experts() * (dim() + 1); }
+  Index theta_size() const { return this->experts() * (this->dim() + 1); }
   T stat(slot w, slot b, Index i) const {
-    const Index ed = experts() * dim();
+    const Index ed = this->experts() * this->dim();
     return i < ed ? params_.data(w)[i] : params_.data(b)[i - ed];
   }
   T mean(Index i) const { return stat(router_weight, router_bias, i); }
@@ -258,8 +246,8 @@ class Swag {
     return v > T(0) ? v : T(0);
   }
   T deviation(Index k, Index i) const {
-    const Index ed = experts() * dim();
-    return i < ed ? params_.data(deviation_weight)[k * ed + i] : params_.data(deviation_bias)[k * experts() + i - ed];
+    const Index ed = this->experts() * this->dim();
+    return i < ed ? params_.data(deviation_weight)[k * ed + i] : params_.data(deviation_bias)[k * this->experts() + i - ed];
   }
   T low_rank_factor() const { return T(1 / std::sqrt(2.0 * double(std::max<Index>(columns() - 1, 1)))); }
 
