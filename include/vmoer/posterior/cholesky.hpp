@@ -39,9 +39,7 @@ struct Cholesky {
   /// tr(Sigma) = ||L||_F^2.
   template <class T>
   VMOER_HOST_DEVICE static T trace(const T* scale, Index experts, Index rank) {
-    T t = T(0);
-    for (Index i = 0; i < head_size(experts, rank); ++i) t += scale[i] * scale[i];
-    return t;
+    return detail::squared_norm(scale, head_size(experts, rank));
   }
   /// Adjoint of add_noise: dL += dz eps^T on the lower triangle, for one sample.
   template <class T>

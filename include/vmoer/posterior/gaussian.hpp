@@ -15,11 +15,24 @@
 #include <cmath>
 #include <cstdint>
 
+#include "vmoer/config.hpp"
 #include "vmoer/params.hpp"
 #include "vmoer/posterior/init.hpp"
 #include "vmoer/posterior/linear_router.hpp"
 
 namespace vmoer {
+namespace detail {
+
+/// Sum of squares of n entries: tr(Sigma) of a covariance S S^T whose factor S has
+/// exactly these free entries (the Cholesky factor; the diagonal and V of low rank).
+template <class T>
+VMOER_HOST_DEVICE inline T squared_norm(const T* x, Index n) {
+  T t = T(0);
+  for (Index i = 0; i < n; ++i) t += x[i] * x[i];
+  return t;
+}
+
+}  // namespace detail
 
 /// Shape and initialisation of a Gaussian posterior's encoder.
 struct EncoderOptions {

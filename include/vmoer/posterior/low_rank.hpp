@@ -37,9 +37,7 @@ struct LowRankDiagonal {
   /// tr(Sigma) = sum d^2 + ||V||_F^2.
   template <class T>
   VMOER_HOST_DEVICE static T trace(const T* scale, Index experts, Index rank) {
-    T t = T(0);
-    for (Index i = 0; i < head_size(experts, rank); ++i) t += scale[i] * scale[i];
-    return t;
+    return detail::squared_norm(scale, head_size(experts, rank));
   }
   /// Adjoint of add_noise: dd += dz * eps_d, dV += dz eps_v^T, for one sample.
   template <class T>
