@@ -1,8 +1,12 @@
 // The torch autograd Function against torch autograd of an independent pure-torch router
 // (double precision) that uses the same Philox noise: forward outputs and the gradients
-// of hidden, of every posterior parameter and of the KL term must agree.
+// of hidden, of every posterior parameter and of the KL term must agree. The custom
+// operator (vmoer_torch_ops), called through the dispatcher, must agree with the bound router.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
+#include <dlfcn.h>
+
+#include <ATen/core/dispatch/Dispatcher.h>
 
 #include "vmoer_torch.hpp"  // after doctest: glog (via torch) redefines CHECK, so the tests spell DOCTEST_CHECK
 
@@ -150,4 +154,39 @@ TEST_CASE("bad input is a named error") {
   CHECK_THROWS_AS(bound->route(torch::randn({4, dim + 1})), vmoer::invalid_argument);
   CHECK_THROWS_AS(bound->route(torch::randn({4, dim}, torch::kFloat64)), vmoer::invalid_argument);
   CHECK_THROWS_AS(bound->route(torch::randn({4, dim}), {.kl = true}), vmoer::invalid_argument);
+}
+
+TEST_CASE("the custom operator through the C++ dispatcher routes and differentiates as the bound router") {
+  // Loading the library runs its TORCH_LIBRARY registration, as for any torch extension.
+  REQUIRE(dlopen(VMOER_TORCH_OPS_LIBRARY, RTLD_NOW) != nullptr);
+  const auto op = c10::Dispatcher::singleton()
+                      .findSchemaOrThrow("vmoer::route_mean_field", "")
+                      .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
+                          const at::Tensor&, const at::Tensor&, std::int64_t, std::int64_t, std::int64_t,
+                          std::int64_t, double, std::string, bool, bool, std::int64_t, std::int64_t, std::int64_t,
+                          bool, double)>();
+  vmoer::MeanField<float> posterior(random_router(), random_bias(), {.hidden = width, .init_sigma = 0.5, .seed = 9});
+  auto& p = posterior.parameters();
+  p["encoder.mean.weight"] = vmoer::Matrix<float>::Random(experts, width) * 0.3f;
+  constexpr Index samples = 3;
+  auto bound =
+      vmoer_torch::bind(vmoer::Router(std::move(posterior), vmoer::MonteCarlo{samples}, selector, vmoer::rng::Stream{seed, layer}));
+  torch::manual_seed(11);
+  const auto u = torch::randn({tokens, dim}).requires_grad_(true), v = u.detach().clone().requires_grad_(true);
+  const auto upstream = torch::randn({tokens, top_k});
+  const auto params = bound->parameters()[0].detach().clone().requires_grad_(true);
+
+  const auto [ids, weights, probs, signals, kl] = op.call(v, params, experts, width, samples, top_k, 1.0, "softmax",
+                                                          true, false, std::int64_t(seed), layer, offset, true, 0.7);
+  ((weights * upstream).sum() + 0.5 * kl).backward();
+  const auto r = bound->route(u, {.token_offset = offset, .kl = true, .prior_sigma = 0.7});
+  ((r.weights * upstream).sum() + 0.5 * r.kl).backward();
+
+  DOCTEST_CHECK(torch::equal(ids, r.ids));
+  DOCTEST_CHECK(relative_error(weights, r.weights) < 1e-6);
+  DOCTEST_CHECK(relative_error(probs, r.probs) < 1e-6);
+  DOCTEST_CHECK(relative_error(signals, r.signals) < 1e-6);
+  DOCTEST_CHECK(std::abs(value(kl) - value(r.kl)) < 1e-6);
+  DOCTEST_CHECK(relative_error(v.grad(), u.grad()) < 1e-6);
+  DOCTEST_CHECK(relative_error(params.grad(), bound->parameters()[0].grad()) < 1e-6);
 }

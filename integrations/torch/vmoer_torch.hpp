@@ -13,12 +13,18 @@
 // temperature penalty are outputs like any other: the gradient torch hands back for
 // them is the weight vmoer::backward gives its regularisers, so `beta * r.kl` in the
 // loss is the ELBO's KL term with its exact gradient.
+//
+// The same Function serves the custom operators of vmoer_torch_ops.cpp (torch.ops.vmoer),
+// which rebuild the router from a flat parameter tensor on every call: RouteFunction is
+// templated on where it finds the router (its Source), not on the router itself.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -93,15 +99,43 @@ constexpr bool learned_tau = Router::selector_type::learned_tau;
 
 }  // namespace detail
 
-/// The autograd Function of one Router type. Inputs: router (not owned; it must outlive
-/// the backward), options, hidden [T, D], the posterior's parameter tensor and the
-/// selector's (none when it has no parameters); both must share the router's buffers.
+/// Where RouteFunction finds its router. A Source is trivially copyable, because it
+/// travels from the forward to the backward as bytes in the autograd context, and has
+///   using router_type = vmoer::Router<...>;
+///   router(posterior_params, selector_params) -> router_type& or router_type
+/// which checks the parameter tensors and returns the router whose parameters they are.
+/// BoundRouter's source points at the router it owns; the custom operators
+/// (vmoer_torch_ops.cpp) rebuild a router from the tensors on every call.
 template <class Router>
-struct RouteFunction : torch::autograd::Function<RouteFunction<Router>> {
-  using T = typename Router::scalar;  ///< compute type
+struct Bound {
+  using router_type = Router;  ///< the router type
+  Router* owner;               ///< the BoundRouter's router (it must outlive the backward)
+
+  /// The router, after checking that the tensors share its buffers.
+  Router& router(const torch::Tensor& posterior_params, const c10::optional<torch::Tensor>& selector_params) const {
+    vmoer::detail::require(posterior_params.data_ptr() == owner->posterior().parameters().data(),
+                           "vmoer_torch::route", "posterior_params does not share the router's parameter buffer");
+    if constexpr (detail::learned_tau<Router>)
+      vmoer::detail::require(selector_params && selector_params->data_ptr() == owner->selector().parameters().data(),
+                             "vmoer_torch::route", "selector_params does not share the selector's parameter buffer");
+    return *owner;
+  }
+};
+
+/// The autograd Function of one router Source (see Bound). Inputs: source, options,
+/// hidden [T, D], the posterior's parameter tensor and the selector's (none when it has
+/// no parameters). Both parameter tensors are saved for the backward, which asks the
+/// source for the router again: torch's version counters then catch a parameter
+/// changed in place between forward and backward.
+template <class Source>
+struct RouteFunction : torch::autograd::Function<RouteFunction<Source>> {
+  using Router = typename Source::router_type;  ///< the router type
+  using T = typename Router::scalar;            ///< compute type
+  static_assert(std::is_trivially_copyable_v<Source> && std::is_default_constructible_v<Source>,
+                "a Source travels to the backward as bytes");
 
   /// Routes `hidden` and returns {ids, weights, probs, signals, kl, temperature_term}.
-  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, Router* router,
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, Source source,
                                                 CallOptions options, torch::Tensor hidden,
                                                 torch::Tensor posterior_params,
                                                 c10::optional<torch::Tensor> selector_params) {
@@ -109,16 +143,12 @@ struct RouteFunction : torch::autograd::Function<RouteFunction<Router>> {
     vmoer::detail::require(hidden.dim() == 2 && hidden.device().is_cpu() && hidden.scalar_type() == dtype,
                            "vmoer_torch::route", "hidden must be a 2-d CPU tensor of the router's scalar type, got ",
                            hidden.dim(), "-d ", std::string(c10::toString(hidden.scalar_type())));
-    vmoer::detail::require(posterior_params.data_ptr() == router->posterior().parameters().data(),
-                           "vmoer_torch::route", "posterior_params does not share the router's parameter buffer");
-    if constexpr (detail::learned_tau<Router>)
-      vmoer::detail::require(selector_params && selector_params->data_ptr() == router->selector().parameters().data(),
-                             "vmoer_torch::route", "selector_params does not share the selector's parameter buffer");
     vmoer::detail::require(!options.kl || detail::has_kl<Router>, "vmoer_torch::route",
                            "CallOptions::kl needs a Gaussian logit posterior (MeanField, FullCovariance, LowRank)");
+    decltype(auto) router = source.router(posterior_params, selector_params);
     const torch::Tensor x = hidden.contiguous();
     const auto u = detail::view<T>(x, x.size(0), x.size(1));
-    const vmoer::Routing<T> r = router->route(u, {.token_offset = options.token_offset, .keep_probs = true});
+    const vmoer::Routing<T> r = router.route(u, {.token_offset = options.token_offset, .keep_probs = true});
 
     const torch::Tensor ids = detail::copy(r.ids, torch::kInt64);
     const torch::Tensor weights = detail::copy(r.weights, dtype);
@@ -130,16 +160,16 @@ struct RouteFunction : torch::autograd::Function<RouteFunction<Router>> {
 
     double kl = 0, temperature_term = 0;
     if constexpr (detail::has_kl<Router>)
-      if (options.kl && u.rows() > 0) kl = double(vmoer::kl_divergence(*router, u, options.prior_sigma).mean());
+      if (options.kl && u.rows() > 0) kl = double(vmoer::kl_divergence(router, u, options.prior_sigma).mean());
     if constexpr (detail::learned_tau<Router>)
-      if (router->selector().width() == 1 && u.rows() > 0)
+      if (router.selector().width() == 1 && u.rows() > 0)
         temperature_term = -s.temperature.array().log().template cast<double>().mean();
 
-    ctx->saved_data["router"] = reinterpret_cast<std::int64_t>(router);
+    ctx->saved_data["source"] = std::string(reinterpret_cast<const char*>(&source), sizeof(Source));
     ctx->saved_data["token_offset"] = std::int64_t(options.token_offset);
     ctx->saved_data["prior_sigma"] = options.prior_sigma;
     ctx->saved_data["kl"] = options.kl;
-    ctx->save_for_backward({x, ids});
+    ctx->save_for_backward({x, ids, posterior_params, selector_params.value_or(torch::Tensor())});
     ctx->mark_non_differentiable({ids, signals});
     ctx->set_materialize_grads(false);
     return {ids, weights, probs, signals, torch::tensor(kl, dtype), torch::tensor(temperature_term, dtype)};
@@ -148,10 +178,14 @@ struct RouteFunction : torch::autograd::Function<RouteFunction<Router>> {
   /// dL/d(hidden, posterior parameters, selector parameters) from vmoer::backward.
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    auto* router = reinterpret_cast<Router*>(ctx->saved_data["router"].toInt());
+    Source source;
+    const std::string bytes = ctx->saved_data["source"].toStringRef();
+    std::memcpy(static_cast<void*>(&source), bytes.data(), sizeof(Source));
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor& x = saved[0];
-    const auto tokens = x.size(0), k = saved[1].size(1), experts = router->posterior().experts();
+    decltype(auto) router = source.router(
+        saved[2], saved[3].defined() ? c10::optional<torch::Tensor>(saved[3]) : c10::optional<torch::Tensor>());
+    const auto tokens = x.size(0), k = saved[1].size(1), experts = router.posterior().experts();
     const auto dtype = c10::CppTypeToScalarType<T>::value;
     auto dense = [&](const torch::Tensor& g, std::int64_t cols) {
       return g.defined() ? g.to(dtype).contiguous() : torch::zeros({tokens, cols}, dtype);
@@ -161,7 +195,7 @@ struct RouteFunction : torch::autograd::Function<RouteFunction<Router>> {
     const double dkl = grads[4].defined() && ctx->saved_data["kl"].toBool() ? grads[4].item<double>() : 0.0;
     const double dtemp = grads[5].defined() ? grads[5].item<double>() : 0.0;
     if constexpr (detail::learned_tau<Router>)
-      vmoer::detail::require(dtemp == 0 || router->selector().width() == 1, "vmoer_torch::route",
+      vmoer::detail::require(dtemp == 0 || router.selector().width() == 1, "vmoer_torch::route",
                              "temperature_term is defined for a shared temperature (width 1) only");
 
     vmoer::Routing<T> r;
@@ -174,7 +208,7 @@ struct RouteFunction : torch::autograd::Function<RouteFunction<Router>> {
     if constexpr (detail::learned_tau<Router>) o.regularisers.temperature_penalty = dtemp;
     const vmoer::Matrix<T> none;
     const vmoer::Gradients<T> g =
-        vmoer::backward(*router, detail::view<T>(x, tokens, x.size(1)), r, detail::view<T>(dweights, tokens, k),
+        vmoer::backward(router, detail::view<T>(x, tokens, x.size(1)), r, detail::view<T>(dweights, tokens, k),
                         dprobs.defined() ? vmoer::MatrixView<T>(detail::view<T>(dprobs, tokens, experts))
                                          : vmoer::MatrixView<T>(none),
                         o);
@@ -236,7 +270,7 @@ class BoundRouter final : public RouterModule {
   TorchRouting route(const torch::Tensor& hidden, const CallOptions& options = {}) override {
     // An optional, not an undefined tensor: autograd records every tensor argument as an input.
     const c10::optional<torch::Tensor> selector = selector_.defined() ? c10::optional<torch::Tensor>(selector_) : c10::nullopt;
-    auto out = RouteFunction<Router>::apply(&router_, options, hidden, posterior_, selector);
+    auto out = RouteFunction<Bound<Router>>::apply(Bound<Router>{&router_}, options, hidden, posterior_, selector);
     return {out[0], out[1], out[2], out[3], out[4], out[5]};
   }
   std::vector<torch::Tensor> parameters() override {
