@@ -194,19 +194,13 @@ Routing<typename Router::scalar> Cpu::route(const Router& router, const MatrixVi
 
   const Index tiles = (tokens + tile - 1) / tile;
   cpu::FirstError error;
-#if defined(_OPENMP)
-  const int nthreads = threads > 0 ? threads : omp_get_max_threads();
-#pragma omp parallel num_threads(nthreads) if (tiles > 1)
-#endif
-  {
+  using Pipeline = cpu::TokenPipeline<typename Router::posterior_type, typename Router::sampler_type,
+                                      typename Router::selector_type>;
+  // One thread's walk over its tiles; `for_tiles` hands it the tile indices.
+  auto walk = [&](auto&& for_tiles) {
     cpu::TileScratch<T> scratch;
-    std::optional<cpu::TokenPipeline<typename Router::posterior_type, typename Router::sampler_type,
-                                     typename Router::selector_type>>
-        pipeline;
-#if defined(_OPENMP)
-#pragma omp for schedule(dynamic)
-#endif
-    for (Index b = 0; b < tiles; ++b) {
+    std::optional<Pipeline> pipeline;
+    for_tiles([&](Index b) {
       const Index begin = b * tile, end = std::min(tokens, begin + tile);
       try {
         if (!pipeline) pipeline.emplace(router.posterior(), router.sampler(), router.selector(), router.stream());
@@ -214,8 +208,27 @@ Routing<typename Router::scalar> Cpu::route(const Router& router, const MatrixVi
       } catch (const std::exception& e) {  // exceptions must not cross the parallel region
         error.record(begin, e.what());
       }
-    }
+    });
+  };
+  auto serial = [&](auto&& body) {
+    for (Index b = 0; b < tiles; ++b) body(b);
+  };
+#if defined(_OPENMP)
+  // A single tile (a decode step) skips the parallel region: its fork and join cost
+  // a sizeable share of one token's routing.
+  const int nthreads = threads > 0 ? threads : omp_get_max_threads();
+  if (tiles > 1 && nthreads > 1) {
+#pragma omp parallel num_threads(nthreads)
+    walk([&](auto&& body) {
+#pragma omp for schedule(dynamic)
+      for (Index b = 0; b < tiles; ++b) body(b);
+    });
+  } else {
+    walk(serial);
   }
+#else
+  walk(serial);
+#endif
   if (error.token >= 0) throw invalid_argument(error.message);
   return out;
 }

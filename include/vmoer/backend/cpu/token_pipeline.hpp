@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <iterator>
 #include <limits>
 #include <vector>
 
@@ -71,12 +72,14 @@ class TokenPipeline {
     if constexpr (requires { selector.selection_bias; })
       for (float b : selector.selection_bias) bias_.push_back(b);
     if constexpr (!Selector::learned_tau) fixed_tau_ = T(selector.temperature());
-    for (auto* v : {&mu_, &z_, &zt_, &p_, &q_, &acc_p_, &acc_p2_, &acc_q_, &acc_q1_, &acc_z_, &acc_z2_, &inv_tau_})
-      v->assign(std::size_t(padded_), T(0));
-    eps_.assign(std::size_t(noise_padded_), T(0));
-    words_x_.assign(std::size_t(noise_padded_ / 2), 0);
-    words_y_.assign(std::size_t(noise_padded_ / 2), 0);
-    keys_.assign(std::size_t(conv_.top_k), T(0));
+    // One allocation for every per-token array: a decode step builds a pipeline per
+    // call, and a dozen separate allocations cost more than its routing.
+    Lanes* arrays[] = {&mu_, &z_, &zt_, &p_, &q_, &acc_p_, &acc_p2_, &acc_q_, &acc_q1_, &acc_z_, &acc_z2_, &inv_tau_};
+    arena_.assign(std::size(arrays) * std::size_t(padded_) + std::size_t(noise_padded_ + conv_.top_k), T(0));
+    T* next = arena_.data();  // every piece is a whole number of SIMD batches, so each stays aligned
+    for (Lanes* v : arrays) next = v->take(next, padded_);
+    keys_.take(eps_.take(next, noise_padded_), conv_.top_k);
+    words_.assign(std::size_t(noise_padded_), 0);
     if constexpr (moment_matched) {
       factor_.assign(std::size_t(experts_ * posterior.noise_size()), T(0));
       sigma_.assign(std::size_t(experts_ * experts_), T(0));
@@ -105,6 +108,20 @@ class TokenPipeline {
 
  private:
   using buffer = std::vector<T, xsimd::aligned_allocator<T>>;
+  // A padded array inside arena_.
+  struct Lanes {
+    T* ptr = nullptr;
+    Index size = 0;
+    T* take(T* at, Index n) {  // returns the next free slot
+      ptr = at;
+      size = n;
+      return at + n;
+    }
+    T* data() const { return ptr; }
+    T* begin() const { return ptr; }
+    T* end() const { return ptr + size; }
+    T& operator[](Index i) const { return ptr[i]; }
+  };
 
   // Draws the S samples and leaves acc_p_ = mean gate distribution, scores_ and
   // weight_scores_ = the (tempered, untempered) averaged scores; returns sum_s H(p_s).
@@ -119,7 +136,7 @@ class TokenPipeline {
       if constexpr (gaussian_noise) {
         copy(mu_.data(), z);
         normals(stream_, rng::Purpose::logit_noise, in.token, std::uint32_t(s), eps_.data(), noise_padded_,
-                words_x_.data(), words_y_.data());
+                words_.data(), words_.data() + noise_padded_ / 2);
         Posterior::covariance::add_noise(in.scale, eps_.data(), z, experts_, rank_);
       } else if constexpr (Posterior::weight_space) {
         for (Index e = 0; e < padded_; ++e) z[e] = e < experts_ ? in.samples[s * in.sample_stride + e] : neg_inf;
@@ -332,9 +349,9 @@ class TokenPipeline {
   bool sampled_;
   T fixed_tau_ = T(1);
   std::vector<float> bias_;
-  buffer mu_, z_, zt_, p_, q_, acc_p_, acc_p2_, acc_q_, acc_q1_, acc_z_, acc_z2_, inv_tau_, eps_;
-  std::vector<std::uint32_t> words_x_, words_y_;
-  buffer keys_;
+  buffer arena_;
+  Lanes mu_, z_, zt_, p_, q_, acc_p_, acc_p2_, acc_q_, acc_q1_, acc_z_, acc_z2_, inv_tau_, eps_, keys_;
+  std::vector<std::uint32_t> words_;  // Philox words: Box-Muller first halves, then second halves
   const T* scores_ = nullptr;         // averaged scores used for selection
   const T* weight_scores_ = nullptr;  // averaged scores used for the weights
   Index noise_ = 0;                   // normals per sample (moment matching)
