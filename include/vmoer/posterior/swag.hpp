@@ -28,8 +28,9 @@
 #include "vmoer/backend/cpu/vector_math.hpp"
 #include "vmoer/grad/kernels.hpp"
 #include "vmoer/params.hpp"
-#include "vmoer/posterior/linear_router.hpp"
+#include "vmoer/posterior/dirac.hpp"
 #include "vmoer/posterior/init.hpp"
+#include "vmoer/posterior/linear_router.hpp"
 #include "vmoer/rng/stream.hpp"
 
 namespace vmoer {
@@ -82,11 +83,9 @@ class Swag : public EncoderFree<Swag<T>> {
   Swag(Swag&&) noexcept = default;             ///< moves the statistics and the drawn samples
   Swag& operator=(Swag&&) noexcept = default;  ///< see the move constructor
 
-  /// The layout of a router with E experts, input D and r deviation columns.
+  /// The layout of a router with E experts, input D and r deviation columns: Dirac's, then the statistics.
   static ParameterLayout layout(Index experts, Index dim, Index rank) {
-    ParameterLayout l;
-    l.add("router.weight", experts, dim);
-    l.add("router.bias", 1, experts);
+    ParameterLayout l = Dirac<T>::layout(experts, dim);
     l.add("swag.second_moment.weight", experts, dim);
     l.add("swag.second_moment.bias", 1, experts);
     l.add("swag.deviations.weight", rank, experts * dim);
