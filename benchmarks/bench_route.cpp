@@ -38,7 +38,7 @@ using namespace vmoer;
 using Mat = Matrix<float>;
 using RowVec = Eigen::Array<float, 1, Eigen::Dynamic>;
 
-constexpr Index kHidden = 64;  // encoder trunk width H of every Gaussian posterior
+constexpr Index kHidden = 64;  // encoder trunk width H of the Gaussian posteriors, unless a shape says otherwise
 constexpr Index kRank = 8;     // rank r of LowRank
 constexpr double kTau = 2.0;   // temperature of Temperature and SampleK
 constexpr Index kNaiveSamples = 32;
@@ -50,6 +50,7 @@ const rng::Stream kStream{1234, 0};
 struct Shape {
   Index T = 1, D = 2048, E = 64, K = 8, S = 0;  // S = 0: not a sampled composition
   int threads = 1;
+  Index H = kHidden;  // encoder trunk width of a Gaussian posterior
 };
 
 std::string shape_suffix(const Shape& s) {
@@ -57,6 +58,7 @@ std::string shape_suffix(const Shape& s) {
                   "/K:" + std::to_string(s.K);
   if (s.S > 0) n += "/S:" + std::to_string(s.S);
   if (s.threads != 1) n += "/threads:" + std::to_string(s.threads);
+  if (s.H != kHidden) n += "/H:" + std::to_string(s.H);
   return n;
 }
 
@@ -93,11 +95,11 @@ Convention convention(Index K) {
 // (the untrained heads are zero); the cost does not depend on the values.
 template <class Post>
 Post gaussian(const Shape& s, Index rank) {
-  Post post(router_weight(s.E, s.D), Vector<float>(), EncoderOptions{.hidden = kHidden, .rank = rank});
+  Post post(router_weight(s.E, s.D), Vector<float>(), EncoderOptions{.hidden = s.H, .rank = rank});
   std::srand(unsigned(31 * s.E + s.D + rank));
   auto& p = post.parameters();
-  p[Post::mean_weight] = Mat::Random(p[Post::mean_weight].rows(), kHidden) * 0.05f;
-  p[Post::scale_weight] = Mat::Random(p[Post::scale_weight].rows(), kHidden) * 0.05f;
+  p[Post::mean_weight] = Mat::Random(p[Post::mean_weight].rows(), s.H) * 0.05f;
+  p[Post::scale_weight] = Mat::Random(p[Post::scale_weight].rows(), s.H) * 0.05f;
   return post;
 }
 
@@ -108,7 +110,7 @@ void finish(benchmark::State& st, const Shape& s) {
   st.counters["E"] = double(s.E);
   st.counters["K"] = double(s.K);
   st.counters["S"] = double(s.S);
-  st.counters["H"] = double(kHidden);
+  st.counters["H"] = double(s.H);
   st.counters["threads"] = double(s.threads);
   st.counters["s_per_token"] =
       benchmark::Counter(double(s.T), benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
@@ -532,6 +534,10 @@ void register_default() {
     add_naive_mean_field(Shape{T, D, E, K});
     add_naive_mean_field(Shape{T, D, E, K}, true);
   }
+  // Mean-field S = 32 with a narrower encoder trunk: the trunk's D x H projection is
+  // most of what mean-field adds to Dirac, so H sets the price of the posterior.
+  for (Index T : {1, 256, 4096})
+    for (Index h : {16, 32}) add_route(Comp::mean_field_mc_topk, Shape{T, D, E, K, 32, 1, h});
   // 2. Experts: E = 8 (K = 2), 40, 128, 256 (K = 8) at T = 256.
   for (Index e : {8, 40, 128, 256}) {
     const Shape s{256, D, e, e == 8 ? 2 : K};

@@ -6,10 +6,11 @@
     python3 scripts/bench_table.py bench.json [--stat median|mean|min] [--only throughput,ratios,...]
 
 Benchmark names look like
-    route/<composition>/T:256/D:2048/E:64/K:8[/S:32][/threads:2][/real_time]
+    route/<composition>/T:256/D:2048/E:64/K:8[/S:32][/threads:2][/H:16][/real_time]
     baseline/<eigen_gemm|naive_eigen_topk|naive_eigen_mean_field|naive_eigen_mean_field_std>/...
     part/<stage>/...
-Times are wall-clock (the benchmarks use UseRealTime). With repetitions, the chosen
+H, the encoder trunk width, is the run's default (context encoder_hidden_H) where the
+name has none. Times are wall-clock (the benchmarks use UseRealTime). With repetitions, the chosen
 aggregate (default: median) is used; without, the mean over the runs of a name.
 
 Tables:
@@ -29,7 +30,7 @@ import sys
 from collections import defaultdict
 
 UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
-SHAPE_KEYS = ("T", "D", "E", "K", "S", "threads")
+SHAPE_KEYS = ("T", "D", "E", "K", "S", "threads", "H")
 IGNORED_TAGS = ("real_time", "process_time", "manual_time")
 
 LABELS = {
@@ -48,12 +49,12 @@ LABELS = {
 ORDER = list(LABELS)
 
 
-def parse_name(name):
+def parse_name(name, default_h):
     """('route', 'dirac_topk', {'T': 256, ...}) or None for names of another program."""
     parts = name.split("/")
     if len(parts) < 2 or parts[0] not in ("route", "baseline", "part"):
         return None
-    shape = {"S": 0, "threads": 1}
+    shape = {"S": 0, "threads": 1, "H": default_h}
     for tag in parts[2:]:
         if tag in IGNORED_TAGS or ":" not in tag:
             continue
@@ -87,15 +88,17 @@ def load(path, stat):
         times = [s for s, _ in rs]
         value = min(times) if stat == "min" else sorted(times)[len(times) // 2] if stat == "median" else sum(times) / len(times)
         runs[run_name] = (value, rs[0][1])
+    context = doc.get("context", {})
+    default_h = int(context.get("encoder_hidden_H", 64))
     table = {}
     for run_name, (seconds, b) in runs.items():
-        parsed = parse_name(run_name)
+        parsed = parse_name(run_name, default_h)
         if parsed is None:
             continue
         family, variant, shape = parsed
         key = (family, variant, tuple(shape[k] for k in SHAPE_KEYS))
         table[key] = {"seconds": seconds, "bench": b, "shape": shape}
-    return doc.get("context", {}), table
+    return context, table
 
 
 def si(x):
@@ -130,33 +133,36 @@ def group_title(d, e, k, threads):
     return t + (f", {threads} threads" if threads != 1 else ", 1 thread")
 
 
-def label(variant, s):
+def label(variant, s, h=None):
     base = LABELS.get(variant, variant)
-    return base + (f", S = {s}" if s and not variant.startswith("naive") else "")
+    return base + (f", S = {s}" if s and not variant.startswith("naive") else "") + (f", H = {h}" if h else "")
 
 
-def sort_key(variant, s):
-    return (ORDER.index(variant) if variant in ORDER else len(ORDER), variant, s)
+def sort_key(variant, s, h=None):
+    return (ORDER.index(variant) if variant in ORDER else len(ORDER), variant, s, h or 0)
 
 
 def pivot(table, families, value, title):
     """One table per (D, E, K, threads): rows variant (and S), columns T; cells value(key, rec)."""
     groups = defaultdict(dict)
+    hs = defaultdict(set)  # encoder widths per composition: H is named where a composition has several
+    for (family, variant, shape), rec in table.items():
+        hs[variant].add(shape[-1])
     for (family, variant, shape), rec in table.items():
         if family not in families:
             continue
-        t, d, e, k, s, th = shape
+        t, d, e, k, s, th, h = shape
         cell = value((family, variant, shape), rec)
         if cell is None:
             continue
-        groups[(d, e, k, th)][(variant, s, t)] = cell
+        groups[(d, e, k, th)][(variant, s, h if len(hs[variant]) > 1 else None, t)] = cell
     out = []
     for g in sorted(groups, key=lambda g: (g[3], g[0], g[1], g[2])):
         d, e, k, th = g
         cells = groups[g]
-        ts = sorted({t for _, _, t in cells})
-        rows_keys = sorted({(v, s) for v, s, _ in cells}, key=lambda vs: sort_key(*vs))
-        rows = [[label(v, s)] + [cells.get((v, s, t), "") for t in ts] for v, s in rows_keys]
+        ts = sorted({t for *_, t in cells})
+        rows_keys = sorted({(v, s, h) for v, s, h, _ in cells}, key=lambda vsh: sort_key(*vsh))
+        rows = [[label(v, s, h)] + [cells.get((v, s, h, t), "") for t in ts] for v, s, h in rows_keys]
         out.append(f"**{title}, {group_title(d, e, k, th)}**\n\n" + markdown(["composition"] + [f"T = {t}" for t in ts], rows))
     return "\n\n".join(out)
 
@@ -173,10 +179,12 @@ def ratios(table):
         family, variant, shape = key
         if variant == "dirac_topk":
             return None
-        ref = table.get(("route", "dirac_topk", with_(shape, S=0)))
+        ref = table.get(("route", "dirac_topk", with_(shape, S=0, H=dirac_h)))
         if ref is None:
             return None
         return f"{rec['seconds'] / ref['seconds']:.2f}x"
+
+    dirac_h = next((shape[-1] for (f, v, shape) in table if v == "dirac_topk"), None)
 
     return pivot(table, ("route",), value, "time / time(Dirac + MeanOnly + TopK)")
 
@@ -189,7 +197,7 @@ def gemm(table):
         ref = table.get(("baseline", "eigen_gemm", shape))
         if ref is None:
             continue
-        t, d, e, k, s, th = shape
+        t, d, e, k, s, th, _ = shape
         flops = 2.0 * t * d * e
         rows.append(((th, d, e, k, t), [t, d, e, k, th, duration(ref["seconds"]),
                                             f"{flops / ref['seconds'] / 1e9:.1f}",
@@ -211,7 +219,7 @@ def naive(table):
         ours = table.get(("route", ours_variant, shape if sampled else with_(shape, S=0)))
         if ours is None:
             continue
-        t, d, e, k, s, th = shape
+        t, d, e, k, s, th, _ = shape
         rows.append(((ORDER.index(variant), th, d, e, k, t),
                      [LABELS[variant], label(ours_variant, s), t, d, e, k, duration(rec["seconds"]),
                       duration(ours["seconds"]), f"**{rec['seconds'] / ours['seconds']:.2f}x**"]))
@@ -225,7 +233,7 @@ def parts(table):
     for (family, variant, shape), rec in table.items():
         if family != "part":
             continue
-        t, d, e, k, s, th = shape
+        t, d, e, k, s, th, _ = shape
         b = rec["bench"]
         extra = ""
         if "s_per_normal" in b:
