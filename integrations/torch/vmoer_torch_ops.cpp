@@ -37,13 +37,14 @@ struct Config {
   Index rank = 0;     ///< r (LowRank)
   double rate = 0;    ///< dropout rate (McDropout)
   Index samples = 1;  ///< S (MonteCarlo)
-  vmoer::Aggregate aggregate = vmoer::Aggregate::probs;
-  vmoer::Convention convention{};
-  double tau = 1;     ///< temperature of the selector
-  std::uint64_t seed = 0;
-  std::uint32_t layer = 0;
+  vmoer::Aggregate aggregate = vmoer::Aggregate::probs;  ///< how samples are averaged
+  vmoer::Convention convention{};                        ///< top-K convention
+  double tau = 1;           ///< temperature of the selector
+  std::uint64_t seed = 0;   ///< Philox seed
+  std::uint32_t layer = 0;  ///< Philox layer
 };
 
+/// Whether P is a Gaussian over the logits (it has an encoder).
 template <class P>
 constexpr bool gaussian = requires { P::trunk_weight; };
 
@@ -51,8 +52,8 @@ constexpr bool gaussian = requires { P::trunk_weight; };
 template <class Posterior, class Sampler>
 struct Rebuilt {
   using router_type = vmoer::Router<Posterior, Sampler, vmoer::Temperature>;  ///< the router type
-  using T = typename Posterior::scalar;
-  Config config;
+  using T = typename Posterior::scalar;  ///< compute type
+  Config config;                          ///< everything but the parameters
 
   /// Entries the flat parameter tensor must have.
   static Index size(const Config& c) {
