@@ -9,6 +9,8 @@
 // Speed: a 4 x 4 register block of dot products, with k cut into slabs that keep
 // the X and W rows in L1. Between slabs the lane accumulators are parked in a
 // scratch buffer; a store and reload is exact, so slabbing leaves the order intact.
+// The last slab finishes each element in registers (sum, tail, bias, store), so a
+// second pass over parked lanes never runs.
 #pragma once
 
 #include <algorithm>
@@ -31,9 +33,19 @@ inline constexpr int block_rows = 4;
 inline constexpr int block_cols = 4;
 inline constexpr Index slab = 1024;  // k per slab: 4 + 4 rows of 4 KiB fit a 32 KiB L1
 
+/// What the last slab of a block does once its lane sums are complete: the
+/// horizontal sum, the k % width tail in order, the bias, straight from registers.
+template <class T>
+struct BlockOutput {
+  Index k;        ///< full reduction length (the tail runs from the last slab's end to k)
+  const T* bias;  ///< bias of the block's first column, or null
+  T* y;           ///< Y of the block's first element
+  Index ldy;      ///< row stride of Y
+};
+
 template <class T, int MR, int NR>
 inline void dot_block(const T* VMOER_RESTRICT x, Index ldx, const T* VMOER_RESTRICT w, Index ldw, Index k0,
-                      Index k1, batch<T>* VMOER_RESTRICT acc) {
+                      Index k1, batch<T>* VMOER_RESTRICT acc, const BlockOutput<T>* out) {
   using B = batch<T>;
   B a[MR][NR];
   for (int i = 0; i < MR; ++i)
@@ -46,22 +58,31 @@ inline void dot_block(const T* VMOER_RESTRICT x, Index ldx, const T* VMOER_RESTR
       for (int i = 0; i < MR; ++i) a[i][j] = xsimd::fma(xs[i], wj, a[i][j]);
     }
   }
+  if (!out) {  // more slabs follow: park the lanes (a store and reload is exact)
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) acc[i * NR + j] = a[i][j];
+    return;
+  }
   for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) acc[i * NR + j] = a[i][j];
+    for (int j = 0; j < NR; ++j) {
+      T s = reduce_add(a[i][j]);
+      for (Index p = k1; p < out->k; ++p) s = std::fma(x[i * ldx + p], w[j * ldw + p], s);
+      out->y[i * out->ldy + j] = out->bias ? s + out->bias[j] : s;
+    }
 }
 
 // Edge blocks (m % 4, n % 4) use the same template with fewer rows or columns,
 // hence the same per-element order.
 template <class T, int MR, int... NRs>
 inline void dot_block_rows(int nr, const T* x, Index ldx, const T* w, Index ldw, Index k0, Index k1, batch<T>* acc,
-                           std::integer_sequence<int, NRs...>) {
-  ((nr == NRs + 1 ? dot_block<T, MR, NRs + 1>(x, ldx, w, ldw, k0, k1, acc) : void()), ...);
+                           const BlockOutput<T>* out, std::integer_sequence<int, NRs...>) {
+  ((nr == NRs + 1 ? dot_block<T, MR, NRs + 1>(x, ldx, w, ldw, k0, k1, acc, out) : void()), ...);
 }
 
 template <class T, int... MRs>
 inline void dot_block_any(int mr, int nr, const T* x, Index ldx, const T* w, Index ldw, Index k0, Index k1,
-                          batch<T>* acc, std::integer_sequence<int, MRs...>) {
-  ((mr == MRs + 1 ? dot_block_rows<T, MRs + 1>(nr, x, ldx, w, ldw, k0, k1, acc,
+                          batch<T>* acc, const BlockOutput<T>* out, std::integer_sequence<int, MRs...>) {
+  ((mr == MRs + 1 ? dot_block_rows<T, MRs + 1>(nr, x, ldx, w, ldw, k0, k1, acc, out,
                                                std::make_integer_sequence<int, block_cols>{})
                   : void()),
    ...);
@@ -77,14 +98,8 @@ inline void project_row(const T* x, const T* w, Index ldw, Index n, Index k, Ind
   batch<T> acc[row_cols];
   for (Index j = 0; j < n; j += row_cols) {
     const int nr = int(std::min<Index>(row_cols, n - j));
-    if (kv > 0)
-      dot_block_rows<T, 1>(nr, x, 0, w + j * ldw, ldw, 0, kv, acc, std::make_integer_sequence<int, row_cols>{});
-    for (int c = 0; c < nr; ++c) {
-      const T* wj = w + (j + c) * ldw;
-      T s = kv > 0 ? reduce_add(acc[c]) : T(0);
-      for (Index p = kv; p < k; ++p) s = std::fma(x[p], wj[p], s);
-      y[j + c] = bias ? s + bias[j + c] : s;
-    }
+    const BlockOutput<T> out{k, bias ? bias + j : nullptr, y + j, 0};
+    dot_block_rows<T, 1>(nr, x, 0, w + j * ldw, ldw, 0, kv, acc, &out, std::make_integer_sequence<int, row_cols>{});
   }
 }
 
@@ -103,36 +118,28 @@ inline void project(const T* x, Index ldx, Index m, const T* w, Index ldw, Index
   const Index row_blocks = (m + block_rows - 1) / block_rows;
   const Index col_blocks = (n + block_cols - 1) / block_cols;
   const Index cells = block_rows * block_cols;
-  scratch.resize(std::size_t(row_blocks * col_blocks * cells));
+  const Index slabs = std::max<Index>(1, (kv + detail::slab - 1) / detail::slab);  // one, empty, when k < width
+  if (slabs > 1) scratch.resize(std::size_t(row_blocks * col_blocks * cells));
 
-  for (Index k0 = 0; k0 < kv; k0 += detail::slab) {
-    const Index k1 = std::min(kv, k0 + detail::slab);
+  for (Index s = 0; s < slabs; ++s) {
+    const Index k0 = s * detail::slab, k1 = std::min(kv, k0 + detail::slab);
     for (Index jb = 0; jb < col_blocks; ++jb) {
       const Index j = jb * block_cols;
       const int nr = int(std::min<Index>(block_cols, n - j));
       for (Index ib = 0; ib < row_blocks; ++ib) {
         const Index i = ib * block_rows;
         const int mr = int(std::min<Index>(block_rows, m - i));
-        batch<T>* acc = scratch.data() + (ib * col_blocks + jb) * cells;
+        batch<T>* acc = slabs > 1 ? scratch.data() + (ib * col_blocks + jb) * cells : nullptr;
+        const detail::BlockOutput<T> out{k, bias ? bias + j : nullptr, y + i * ldy + j, ldy};
+        const detail::BlockOutput<T>* last = s + 1 == slabs ? &out : nullptr;
         if (mr == block_rows && nr == block_cols)
-          detail::dot_block<T, block_rows, block_cols>(x + i * ldx, ldx, w + j * ldw, ldw, k0, k1, acc);
+          detail::dot_block<T, block_rows, block_cols>(x + i * ldx, ldx, w + j * ldw, ldw, k0, k1, acc, last);
         else
-          detail::dot_block_any<T>(mr, nr, x + i * ldx, ldx, w + j * ldw, ldw, k0, k1, acc,
+          detail::dot_block_any<T>(mr, nr, x + i * ldx, ldx, w + j * ldw, ldw, k0, k1, acc, last,
                                    std::make_integer_sequence<int, block_rows>{});
       }
     }
   }
-
-  for (Index i = 0; i < m; ++i)
-    for (Index j = 0; j < n; ++j) {
-      const Index ib = i / block_rows, jb = j / block_cols;
-      const int nr = int(std::min<Index>(block_cols, n - jb * block_cols));
-      T s = kv > 0 ? reduce_add(scratch[std::size_t((ib * col_blocks + jb) * cells + (i % block_rows) * nr +
-                                                    j % block_cols)])
-                   : T(0);
-      for (Index p = kv; p < k; ++p) s = std::fma(x[i * ldx + p], w[j * ldw + p], s);
-      y[i * ldy + j] = bias ? s + bias[j] : s;
-    }
 }
 
 }  // namespace vmoer::cpu
