@@ -161,10 +161,10 @@ TEST_CASE("the custom operator through the C++ dispatcher routes and differentia
   REQUIRE(dlopen(VMOER_TORCH_OPS_LIBRARY, RTLD_NOW) != nullptr);
   const auto op = c10::Dispatcher::singleton()
                       .findSchemaOrThrow("vmoer::route_mean_field", "")
-                      .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
+                      .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
                           const at::Tensor&, const at::Tensor&, std::int64_t, std::int64_t, std::int64_t,
                           std::int64_t, double, std::string, bool, bool, std::int64_t, std::int64_t, std::int64_t,
-                          bool, double)>();
+                          bool, double, bool, const c10::optional<at::Tensor>&, std::int64_t, bool, double, double)>();
   vmoer::MeanField<float> posterior(random_router(), random_bias(), {.hidden = width, .init_sigma = 0.5, .seed = 9});
   auto& p = posterior.parameters();
   p["encoder.mean.weight"] = vmoer::Matrix<float>::Random(experts, width) * 0.3f;
@@ -176,8 +176,10 @@ TEST_CASE("the custom operator through the C++ dispatcher routes and differentia
   const auto upstream = torch::randn({tokens, top_k});
   const auto params = bound->parameters()[0].detach().clone().requires_grad_(true);
 
-  const auto [ids, weights, probs, signals, kl] = op.call(v, params, experts, width, samples, top_k, 1.0, "softmax",
-                                                          true, false, std::int64_t(seed), layer, offset, true, 0.7);
+  // The trailing arguments are the schema's defaults: top-K at the fixed temperature.
+  const auto [ids, weights, probs, signals, kl, temperature_term] =
+      op.call(v, params, experts, width, samples, top_k, 1.0, "softmax", true, false, std::int64_t(seed), layer, offset,
+              true, 0.7, false, c10::nullopt, 32, false, 0.05, 20.0);
   ((weights * upstream).sum() + 0.5 * kl).backward();
   const auto r = bound->route(u, {.token_offset = offset, .kl = true, .prior_sigma = 0.7});
   ((r.weights * upstream).sum() + 0.5 * r.kl).backward();
@@ -187,6 +189,7 @@ TEST_CASE("the custom operator through the C++ dispatcher routes and differentia
   DOCTEST_CHECK(relative_error(probs, r.probs) < 1e-6);
   DOCTEST_CHECK(relative_error(signals, r.signals) < 1e-6);
   DOCTEST_CHECK(std::abs(value(kl) - value(r.kl)) < 1e-6);
+  DOCTEST_CHECK(value(temperature_term) == 0.0);
   DOCTEST_CHECK(relative_error(v.grad(), u.grad()) < 1e-6);
   DOCTEST_CHECK(relative_error(params.grad(), bound->parameters()[0].grad()) < 1e-6);
 }

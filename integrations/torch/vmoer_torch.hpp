@@ -53,7 +53,7 @@ struct TorchRouting {
   torch::Tensor probs;    ///< [T, E] averaged scores before selection, differentiable
   torch::Tensor signals;  ///< [T, signal_count] uncertainty signals (no gradient)
   torch::Tensor kl;       ///< scalar: mean over tokens of KL(q(l|u) || N(l_det(u), s^2 I)); 0 unless CallOptions::kl
-  torch::Tensor temperature_term;  ///< scalar: mean over tokens of -log T(u) (learned shared temperature), else 0
+  torch::Tensor temperature_term;  ///< scalar: mean over tokens of -(1/G) sum_g log T_g(u) (learned temperature), else 0
 };
 
 /// Options of one routing call.
@@ -96,6 +96,19 @@ constexpr bool has_kl = vmoer::grad::has_kl<typename Router::posterior_type>;
 
 template <class Router>
 constexpr bool learned_tau = Router::selector_type::learned_tau;
+
+/// Mean over the rows of u of the library's temperature term -(1/G) sum_g log T_g(u),
+/// for a learned temperature of any width G (the value vmoer::backward differentiates).
+template <class Selector, class T>
+double temperature_term(const Selector& selector, vmoer::Index experts, const Map<T>& u) {
+  vmoer::grad::TemperatureBackward<Selector, T> mlp(selector, experts, u.rows());
+  auto tile = mlp.make_tile();
+  mlp.forward_tile(u.data(), u.cols(), u.rows(), tile);
+  const std::vector<T> no_gradient(static_cast<std::size_t>(experts), T(0));
+  double sum = 0;
+  for (vmoer::Index t = 0; t < u.rows(); ++t) sum += double(mlp.token_adjoint(t, t, no_gradient.data(), tile, T(0)));
+  return sum / double(u.rows());
+}
 
 }  // namespace detail
 
@@ -162,8 +175,7 @@ struct RouteFunction : torch::autograd::Function<RouteFunction<Source>> {
     if constexpr (detail::has_kl<Router>)
       if (options.kl && u.rows() > 0) kl = double(vmoer::kl_divergence(router, u, options.prior_sigma).mean());
     if constexpr (detail::learned_tau<Router>)
-      if (router.selector().width() == 1 && u.rows() > 0)
-        temperature_term = -s.temperature.array().log().template cast<double>().mean();
+      if (u.rows() > 0) temperature_term = detail::temperature_term(router.selector(), router.posterior().experts(), u);
 
     ctx->saved_data["source"] = std::string(reinterpret_cast<const char*>(&source), sizeof(Source));
     ctx->saved_data["token_offset"] = std::int64_t(options.token_offset);
@@ -194,9 +206,6 @@ struct RouteFunction : torch::autograd::Function<RouteFunction<Source>> {
     const torch::Tensor dprobs = grads[2].defined() ? grads[2].to(dtype).contiguous() : torch::Tensor();
     const double dkl = grads[4].defined() && ctx->saved_data["kl"].toBool() ? grads[4].item<double>() : 0.0;
     const double dtemp = grads[5].defined() ? grads[5].item<double>() : 0.0;
-    if constexpr (detail::learned_tau<Router>)
-      vmoer::detail::require(dtemp == 0 || router.selector().width() == 1, "vmoer_torch::route",
-                             "temperature_term is defined for a shared temperature (width 1) only");
 
     vmoer::Routing<T> r;
     r.ids = detail::view<std::int64_t>(saved[1], tokens, k).template cast<std::int32_t>();
