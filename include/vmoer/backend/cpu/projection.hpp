@@ -109,11 +109,12 @@ inline constexpr int row_cols = 8;
 
 template <class T>
 inline void project_row(const T* x, const T* w, Index ldw, Index n, Index k, Index kv, const T* bias, T* y) {
-  batch<T> acc[row_cols];
   for (Index j = 0; j < n; j += row_cols) {
     const int nr = int(std::min<Index>(row_cols, n - j));
     const BlockOutput<T> out{k, bias ? bias + j : nullptr, y + j, 0};
-    dot_block_rows<T, 1>(nr, x, 0, w + j * ldw, ldw, 0, kv, acc, &out, std::make_integer_sequence<int, row_cols>{});
+    // One pass over all of k that finishes in registers: no lanes to park.
+    dot_block_rows<T, 1>(nr, x, 0, w + j * ldw, ldw, 0, kv, static_cast<batch<T>*>(nullptr), &out,
+                         std::make_integer_sequence<int, row_cols>{});
   }
 }
 

@@ -89,6 +89,10 @@ class TokenPipeline {
     }
   }
 
+  // The arrays point into this object's arena: a copy would share and then dangle.
+  TokenPipeline(const TokenPipeline&) = delete;
+  TokenPipeline& operator=(const TokenPipeline&) = delete;
+
   /// Routes one token.
   void run(const TokenInput<T>& in, const TokenOutput<T>& out) {
     const T neg_inf = -std::numeric_limits<T>::infinity();
