@@ -15,6 +15,7 @@ full=("${minimal[@]}"
   python3-numpy
   doxygen                 # API reference; ctest fails on undocumented public symbols
   libtorch-dev            # libtorch integration and the Fashion-MNIST experiment
+  libopenblas0-openmp     # torch's BLAS: the reference libblas3 makes the experiment 5-6x slower
   dataset-fashion-mnist   # the experiment's training and test data
   python3-matplotlib      # the experiment's plots (experiments/fmnist/plot.py)
 )
