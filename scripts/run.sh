@@ -2,7 +2,7 @@
 # The main job: the papers' pipeline end to end on Fashion-MNIST (docs/results.md).
 # Trains a small MoE classifier in libtorch, finds its susceptible routing layers, gives
 # them each Bayesian router, and prints calibration, stability, OoD and cost tables
-# (3 seeds, about 20 minutes on 2 cores). Arguments go to vmoer-fmnist, e.g. --quick.
+# (3 seeds, about 14 minutes on 2 cores). Arguments go to vmoer-fmnist, e.g. --quick.
 # Results land in build/fmnist/ (CSV, tables, PNG plots).
 set -euo pipefail
 cd "$(dirname "$0")/.."
