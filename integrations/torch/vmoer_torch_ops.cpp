@@ -452,11 +452,8 @@ torch::Tensor gumbel_noise(std::int64_t seed, std::int64_t layer, std::int64_t t
   auto a = g.accessor<double, 2>();
   const vmoer::rng::Stream stream{std::uint64_t(seed), std::uint32_t(layer)};
   for (Index t = 0; t < tokens; ++t)
-    for (Index e = 0; e < experts; ++e) {
-      // selection::sample_top_k's mapping: word e % 4 of block e / 4 of (gumbel, token, sample 0).
-      const auto words = stream.block(vmoer::rng::Purpose::gumbel, std::uint32_t(token_offset + t), 0, std::uint32_t(e / 4));
-      a[t][e] = vmoer::selection::gumbel<double>(words[int(e % 4)]);
-    }
+    vmoer::selection::for_each_gumbel<double>(stream, std::uint32_t(token_offset + t), experts,
+                                              [&](Index e, double g) { a[t][e] = g; });
   return g;
 }
 

@@ -44,20 +44,29 @@ VMOER_HOST_DEVICE inline T gumbel(std::uint32_t x) {
   return -log(-log(u));
 }
 
-/// Gumbel-top-K over log(probs): ids[0..K) by descending perturbed key. The noise of
-/// expert e is word e % 4 of Philox block e / 4 of (gumbel, token, sample 0).
+/// Calls f(e, g_e) for e = 0 .. experts - 1 with the standard Gumbel noise g_e of
+/// expert e: word e % 4 of Philox block e / 4 of (gumbel, token, sample 0), so one
+/// block serves four experts. The one definition of sampled selection's noise.
+template <class T, class F>
+VMOER_HOST_DEVICE inline void for_each_gumbel(const rng::Stream& stream, std::uint32_t token, Index experts, F&& f) {
+  rng::u32x4 words{};
+  for (Index e = 0; e < experts; ++e) {
+    if (e % 4 == 0) words = stream.block(rng::Purpose::gumbel, token, 0, std::uint32_t(e / 4));
+    f(e, gumbel<T>(words[int(e % 4)]));
+  }
+}
+
+/// Gumbel-top-K over log(probs): ids[0..K) by descending perturbed key (noise from
+/// for_each_gumbel).
 template <class T>
 VMOER_HOST_DEVICE inline void sample_top_k(const T* probs, Index experts, Index k, const rng::Stream& stream,
                                            std::uint32_t token, std::int32_t* ids, T* keys) {
   using std::log;
   Index count = 0;
-  rng::u32x4 words{};
-  for (Index e = 0; e < experts; ++e) {
-    if (e % 4 == 0) words = stream.block(rng::Purpose::gumbel, token, 0, std::uint32_t(e / 4));
+  for_each_gumbel<T>(stream, token, experts, [&](Index e, T g) {
     const T p = probs[e];
-    const T key = p > T(0) ? log(p) + gumbel<T>(words[int(e % 4)]) : -INFINITY;
-    insert_top(key, std::int32_t(e), keys, ids, count, k);
-  }
+    insert_top(p > T(0) ? log(p) + g : -INFINITY, std::int32_t(e), keys, ids, count, k);
+  });
 }
 
 }  // namespace selection
