@@ -164,7 +164,7 @@ TEST_CASE("the custom operator through the C++ dispatcher routes and differentia
                       .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
                           const at::Tensor&, const at::Tensor&, std::int64_t, std::int64_t, std::int64_t,
                           std::int64_t, double, std::string, bool, bool, std::int64_t, std::int64_t, std::int64_t,
-                          bool, double, bool, const c10::optional<at::Tensor>&, std::int64_t, bool, double, double)>();
+                          bool, double, bool, const vmoer_torch::optional<at::Tensor>&, std::int64_t, bool, double, double)>();
   vmoer::MeanField<float> posterior(random_router(), random_bias(), {.hidden = width, .init_sigma = 0.5, .seed = 9});
   auto& p = posterior.parameters();
   p["encoder.mean.weight"] = vmoer::Matrix<float>::Random(experts, width) * 0.3f;
@@ -179,7 +179,7 @@ TEST_CASE("the custom operator through the C++ dispatcher routes and differentia
   // The trailing arguments are the schema's defaults: top-K at the fixed temperature.
   const auto [ids, weights, probs, signals, kl, temperature_term] =
       op.call(v, params, experts, width, samples, top_k, 1.0, "softmax", true, false, std::int64_t(seed), layer, offset,
-              true, 0.7, false, c10::nullopt, 32, false, 0.05, 20.0);
+              true, 0.7, false, vmoer_torch::optional<at::Tensor>(), 32, false, 0.05, 20.0);
   ((weights * upstream).sum() + 0.5 * kl).backward();
   const auto r = bound->route(u, {.token_offset = offset, .kl = true, .prior_sigma = 0.7});
   ((r.weights * upstream).sum() + 0.5 * r.kl).backward();

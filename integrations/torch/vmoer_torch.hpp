@@ -23,18 +23,31 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include "vmoer/analysis/flops.hpp"
 #include "vmoer/grad/backward.hpp"
 #include "vmoer/vmoer.hpp"
 
 namespace vmoer_torch {
+
+/// What torch binds an optional operator argument (`Tensor?`) to: c10::optional before
+/// torch 2.3, std::optional from then on (c10::optional became an alias of it during
+/// 2.2 and is being removed).
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
+template <class T>
+using optional = std::optional<T>;
+#else
+template <class T>
+using optional = c10::optional<T>;
+#endif
 
 /// Columns of TorchRouting::signals.
 enum SignalColumn : std::int64_t {
@@ -125,7 +138,7 @@ struct Bound {
   Router* owner;               ///< the BoundRouter's router (it must outlive the backward)
 
   /// The router, after checking that the tensors share its buffers.
-  Router& router(const torch::Tensor& posterior_params, const c10::optional<torch::Tensor>& selector_params) const {
+  Router& router(const torch::Tensor& posterior_params, const optional<torch::Tensor>& selector_params) const {
     vmoer::detail::require(posterior_params.data_ptr() == owner->posterior().parameters().data(),
                            "vmoer_torch::route", "posterior_params does not share the router's parameter buffer");
     if constexpr (detail::learned_tau<Router>)
@@ -151,7 +164,7 @@ struct RouteFunction : torch::autograd::Function<RouteFunction<Source>> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, Source source,
                                                 CallOptions options, torch::Tensor hidden,
                                                 torch::Tensor posterior_params,
-                                                c10::optional<torch::Tensor> selector_params) {
+                                                optional<torch::Tensor> selector_params) {
     const auto dtype = c10::CppTypeToScalarType<T>::value;
     vmoer::detail::require(hidden.dim() == 2 && hidden.device().is_cpu() && hidden.scalar_type() == dtype,
                            "vmoer_torch::route", "hidden must be a 2-d CPU tensor of the router's scalar type, got ",
@@ -196,7 +209,7 @@ struct RouteFunction : torch::autograd::Function<RouteFunction<Source>> {
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor& x = saved[0];
     decltype(auto) router = source.router(
-        saved[2], saved[3].defined() ? c10::optional<torch::Tensor>(saved[3]) : c10::optional<torch::Tensor>());
+        saved[2], saved[3].defined() ? optional<torch::Tensor>(saved[3]) : optional<torch::Tensor>());
     const auto tokens = x.size(0), k = saved[1].size(1), experts = router.posterior().experts();
     const auto dtype = c10::CppTypeToScalarType<T>::value;
     auto dense = [&](const torch::Tensor& g, std::int64_t cols) {
@@ -278,7 +291,7 @@ class BoundRouter final : public RouterModule {
 
   TorchRouting route(const torch::Tensor& hidden, const CallOptions& options = {}) override {
     // An optional, not an undefined tensor: autograd records every tensor argument as an input.
-    const c10::optional<torch::Tensor> selector = selector_.defined() ? c10::optional<torch::Tensor>(selector_) : c10::nullopt;
+    const optional<torch::Tensor> selector = selector_.defined() ? optional<torch::Tensor>(selector_) : optional<torch::Tensor>();
     auto out = RouteFunction<Bound<Router>>::apply(Bound<Router>{&router_}, options, hidden, posterior_, selector);
     return {out[0], out[1], out[2], out[3], out[4], out[5]};
   }

@@ -88,7 +88,7 @@ struct Rebuilt {
   }
 
   /// The router whose parameters are `params` and `selector_params` (checked by the op before the forward).
-  router_type router(const torch::Tensor& params, const c10::optional<torch::Tensor>& selector_params) const {
+  router_type router(const torch::Tensor& params, const vmoer_torch::optional<torch::Tensor>& selector_params) const {
     const torch::Tensor p = params.contiguous();
     return router_type(posterior(p.data_ptr<T>()), sampler(), selector(selector_params),
                        vmoer::rng::Stream{config.seed, config.layer});
@@ -125,7 +125,7 @@ struct Rebuilt {
     else
       return {};
   }
-  Selector selector(const c10::optional<torch::Tensor>& params) const {
+  Selector selector(const vmoer_torch::optional<torch::Tensor>& params) const {
     if constexpr (Selector::learned_tau) {
       Selector s(config.convention, config.experts, config.dim, config.learned);
       const torch::Tensor p = params->contiguous();
@@ -142,7 +142,7 @@ struct Rebuilt {
 /// VTSR's LearnedTemperature, sampling when sample_k).
 struct Selection {
   bool sample_k = false;                           ///< Gumbel-top-K instead of top-K
-  c10::optional<torch::Tensor> temperature_params;  ///< the flat buffer of a learned temperature, or none
+  vmoer_torch::optional<torch::Tensor> temperature_params;  ///< the flat buffer of a learned temperature, or none
   Index temperature_hidden = 32;                   ///< its MLP's hidden width
   bool per_expert = false;                         ///< E temperatures per token instead of 1
   double floor = 0.05;                             ///< its smallest temperature
@@ -276,7 +276,7 @@ void sampling(const char* op, Config& c, std::int64_t samples, bool average_logi
 
 Outputs route_dirac(const torch::Tensor& hidden, const torch::Tensor& params, std::int64_t experts, std::int64_t top_k,
                     double temperature, std::string score, bool normalize, std::int64_t seed, std::int64_t layer,
-                    std::int64_t token_offset, bool sample_k, const c10::optional<torch::Tensor>& temperature_params,
+                    std::int64_t token_offset, bool sample_k, const vmoer_torch::optional<torch::Tensor>& temperature_params,
                     std::int64_t temperature_hidden, bool per_expert_temperature, double temperature_floor,
                     double temperature_ceiling) {
   const char* op = "vmoer::route_dirac";
@@ -308,7 +308,7 @@ Outputs route_weight_space(const char* op, const torch::Tensor& hidden, const to
 Outputs route_mc_dropout(const torch::Tensor& hidden, const torch::Tensor& params, std::int64_t experts, double rate,
                          std::int64_t samples, std::int64_t top_k, double temperature, std::string score,
                          bool normalize, bool average_logits, std::int64_t seed, std::int64_t layer,
-                         std::int64_t token_offset, bool sample_k, const c10::optional<torch::Tensor>& temperature_params,
+                         std::int64_t token_offset, bool sample_k, const vmoer_torch::optional<torch::Tensor>& temperature_params,
                          std::int64_t temperature_hidden, bool per_expert_temperature, double temperature_floor,
                          double temperature_ceiling) {
   return route_weight_space<vmoer::McDropout>(
@@ -320,7 +320,7 @@ Outputs route_mc_dropout(const torch::Tensor& hidden, const torch::Tensor& param
 Outputs route_swag(const torch::Tensor& hidden, const torch::Tensor& params, std::int64_t experts, std::int64_t rank,
                    double scale, std::int64_t samples, std::int64_t top_k, double temperature, std::string score,
                    bool normalize, bool average_logits, std::int64_t seed, std::int64_t layer,
-                   std::int64_t token_offset, bool sample_k, const c10::optional<torch::Tensor>& temperature_params,
+                   std::int64_t token_offset, bool sample_k, const vmoer_torch::optional<torch::Tensor>& temperature_params,
                    std::int64_t temperature_hidden, bool per_expert_temperature, double temperature_floor,
                    double temperature_ceiling) {
   return route_weight_space<vmoer::Swag>(
@@ -350,7 +350,7 @@ Outputs route_full_rank(const torch::Tensor& hidden, const torch::Tensor& params
                         std::int64_t encoder_width, std::int64_t samples, std::int64_t top_k, double temperature,
                         std::string score, bool normalize, bool average_logits, std::int64_t seed, std::int64_t layer,
                         std::int64_t token_offset, bool kl, double prior_sigma, bool sample_k,
-                        const c10::optional<torch::Tensor>& temperature_params, std::int64_t temperature_hidden,
+                        const vmoer_torch::optional<torch::Tensor>& temperature_params, std::int64_t temperature_hidden,
                         bool per_expert_temperature, double temperature_floor, double temperature_ceiling) {
   const char* op = std::is_same_v<Family<float>, vmoer::MeanField<float>> ? "vmoer::route_mean_field"
                                                                           : "vmoer::route_full_covariance";
@@ -364,7 +364,7 @@ Outputs route_low_rank(const torch::Tensor& hidden, const torch::Tensor& params,
                        std::int64_t encoder_width, std::int64_t rank, std::int64_t samples, std::int64_t top_k,
                        double temperature, std::string score, bool normalize, bool average_logits, std::int64_t seed,
                        std::int64_t layer, std::int64_t token_offset, bool kl, double prior_sigma, bool sample_k,
-                       const c10::optional<torch::Tensor>& temperature_params, std::int64_t temperature_hidden,
+                       const vmoer_torch::optional<torch::Tensor>& temperature_params, std::int64_t temperature_hidden,
                        bool per_expert_temperature, double temperature_floor, double temperature_ceiling) {
   return route_gaussian<vmoer::LowRank>(
       "vmoer::route_low_rank", hidden, params, experts, encoder_width, rank, samples, top_k, temperature, score,
