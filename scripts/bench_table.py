@@ -17,6 +17,7 @@ Tables:
     throughput  tokens/s per composition and shape
     ratios      time of each variant over Dirac + MeanOnly + TopK at the same shape
     gemm        Dirac + TopK time over Eigen's GEMM alone (Y = X W^T)
+    goals       both goal ratios (Dirac / GEMM, mean-field S = 32 / Dirac), a row per (D, E, K)
     naive       naive-Eigen time over the library's at the same shape
     parts       the pipeline stages run alone
 A header comment counts single-threaded cases whose wall time exceeds their CPU time by
@@ -25,6 +26,7 @@ Standard library only.
 """
 
 import argparse
+import gzip
 import json
 import sys
 from collections import defaultdict
@@ -68,7 +70,7 @@ def parse_name(name, default_h):
 
 def load(path, stat):
     """{(family, variant, shape tuple): record} with record['seconds'] per call."""
-    with open(path) as f:
+    with (gzip.open(path, "rt") if path.endswith(".gz") else open(path)) as f:  # the full grid is stored gzipped
         doc = json.load(f)
     aggregates, iterations = {}, defaultdict(list)
     for b in doc.get("benchmarks", []):
@@ -208,6 +210,32 @@ def gemm(table):
                      "Dirac / GEMM"], [r for _, r in rows])
 
 
+def goals(table):
+    """Issue 2's two goals over every (D, E, K) of the run: Dirac + TopK / Eigen GEMM and
+    mean-field S = 32 / Dirac, one row per shape, one column per T (one thread, default H)."""
+    default_h = next((shape[-1] for (f, v, shape) in table if v == "dirac_topk"), None)
+    cells = defaultdict(dict)
+    for (family, variant, shape), rec in table.items():
+        t, d, e, k, s, th, h = shape
+        if family != "route" or th != 1 or h != default_h:
+            continue
+        if variant == "dirac_topk":
+            gemm_rec = table.get(("baseline", "eigen_gemm", shape))
+            if gemm_rec:
+                cells[(d, e, k)][("gemm", t)] = rec["seconds"] / gemm_rec["seconds"]
+        elif variant == "mean_field_mc_topk" and s == 32:
+            dirac = table.get(("route", "dirac_topk", with_(shape, S=0)))
+            if dirac:
+                cells[(d, e, k)][("mf", t)] = rec["seconds"] / dirac["seconds"]
+    ts = sorted({t for c in cells.values() for _, t in c})
+    rows = []
+    for d, e, k in sorted(cells):
+        c = cells[(d, e, k)]
+        rows.append([d, e, k] + [f"{c[(g, t)]:.2f}x" if (g, t) in c else "" for g in ("gemm", "mf") for t in ts])
+    return markdown(["D", "E", "K"] + [f"Dirac / GEMM, T = {t}" for t in ts] + [f"MF S=32 / Dirac, T = {t}" for t in ts],
+                    rows)
+
+
 def naive(table):
     pairs = {"naive_eigen_topk": ("dirac_topk", False), "naive_eigen_mean_field": ("mean_field_mc_topk", True),
              "naive_eigen_mean_field_std": ("mean_field_mc_topk", True)}
@@ -249,6 +277,7 @@ SECTIONS = {
     "throughput": ("Throughput (tokens/s)", throughput),
     "ratios": ("Cost relative to Dirac + MeanOnly + TopK (same shape, same run)", ratios),
     "gemm": ("Dirac + TopK over Eigen GEMM alone", gemm),
+    "goals": ("Issue 2's goals per shape (Dirac / GEMM and mean-field S = 32 / Dirac)", goals),
     "naive": ("Naive Eigen over vmoer", naive),
     "parts": ("Pipeline stages alone", parts),
 }
