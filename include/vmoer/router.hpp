@@ -47,14 +47,29 @@ class Router {
   /// Routes T tokens, the rows of `hidden` [T, D] (float, double, bfloat16 or half).
   template <class Derived>
   Routing<scalar> route(const Eigen::MatrixBase<Derived>& hidden, const RouteOptions& options = {}) const {
+    Routing<scalar> out;
+    route(hidden, out, options);
+    return out;
+  }
+
+  /// The same routing written into `out`, whose buffers are reused: a decode loop that
+  /// passes the same Routing allocates nothing for its outputs after the first step.
+  /// On an exception `out` is left empty, never half-written.
+  template <class Derived>
+  void route(const Eigen::MatrixBase<Derived>& hidden, Routing<scalar>& out, const RouteOptions& options = {}) const {
     using In = typename Derived::Scalar;
     const MatrixView<In> view(hidden.derived());
-    detail::require(view.cols() == posterior_.dim(), "route", "hidden has ", view.cols(),
-                    " columns, expected the router's input dimension D = ", posterior_.dim());
-    detail::require(std::uint64_t(options.token_offset) + std::uint64_t(view.rows()) <= (std::uint64_t(1) << 32),
-                    "route", "token_offset + T = ", std::uint64_t(options.token_offset) + std::uint64_t(view.rows()),
-                    " exceeds 2^32 token indices");
-    return backend_.route(*this, view, options);
+    try {
+      detail::require(view.cols() == posterior_.dim(), "route", "hidden has ", view.cols(),
+                      " columns, expected the router's input dimension D = ", posterior_.dim());
+      detail::require(std::uint64_t(options.token_offset) + std::uint64_t(view.rows()) <= (std::uint64_t(1) << 32),
+                      "route", "token_offset + T = ", std::uint64_t(options.token_offset) + std::uint64_t(view.rows()),
+                      " exceeds 2^32 token indices");
+      backend_.route(*this, view, options, out);
+    } catch (...) {
+      out = Routing<scalar>{};
+      throw;
+    }
   }
 
   /// The posterior (its parameters may be updated in place).

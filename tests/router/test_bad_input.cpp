@@ -109,3 +109,25 @@ TEST_CASE("a failed route returns nothing and leaves the router usable") {
   out = r.route(x);
   CHECK(out.ids.rows() == 40);
 }
+
+TEST_CASE("a failed route into a reused Routing leaves it empty") {
+  const Router r(Dirac<float>(weight()), MeanOnly{}, TopK{{.top_k = 2}});
+  Matrix<float> x = hidden(40);
+  Routing<float> out;
+  auto check_empty = [&] {
+    CHECK(out.ids.size() == 0);
+    CHECK(out.weights.size() == 0);
+    CHECK(out.signals.entropy.size() == 0);
+    CHECK(out.logits.size() == 0);
+  };
+  r.route(x, out, {.keep_logits = true});
+  REQUIRE(out.ids.rows() == 40);
+  x(33, 0) = NAN;  // fails inside the backend, after tiles before it were written
+  CHECK_ERROR(r.route(x, out), "hidden[33, 0] = nan is not finite");
+  check_empty();
+  x(33, 0) = 0.f;
+  r.route(x, out);
+  REQUIRE(out.ids.rows() == 40);
+  CHECK_ERROR(r.route(Matrix<float>::Random(3, D + 1), out), "hidden has 9 columns");  // fails before the backend
+  check_empty();
+}

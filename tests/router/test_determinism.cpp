@@ -41,6 +41,16 @@ void check_invariance(const ref::Router& r, Sel selector) {
   }
   // A single token routed alone matches its row in the batch.
   require_identical(base, router.route(x.middleRows(17, 1), {.token_offset = 17}), 17);
+  // So does routing into one reused Routing through batches of changing size, and its
+  // optional outputs follow each call's options.
+  Routing<float> reused;
+  for (Index split : {60, 13, 32, 1}) {
+    CAPTURE(split);
+    router.route(x.topRows(split), reused, {.keep_logits = split == 13});
+    require_identical(base, reused);
+    REQUIRE(reused.logits.rows() == (split == 13 ? split : 0));
+    REQUIRE(reused.probs.size() == 0);
+  }
 }
 
 }  // namespace

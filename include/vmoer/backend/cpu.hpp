@@ -28,10 +28,11 @@ struct Cpu {
   int threads = 0;  ///< worker threads; 0 takes OpenMP's default (1 without OpenMP)
   Index tile = 16;  ///< tokens per work item; results do not depend on it
 
-  /// Routes the rows of `hidden` through the router's policies.
+  /// Routes the rows of `hidden` through the router's policies into `out` (resized;
+  /// buffers of the right size are reused).
   template <class Router, class In>
-  Routing<typename Router::scalar> route(const Router& router, const MatrixView<In>& hidden,
-                                         const RouteOptions& options) const;
+  void route(const Router& router, const MatrixView<In>& hidden, const RouteOptions& options,
+             Routing<typename Router::scalar>& out) const;
 };
 
 namespace cpu {
@@ -177,20 +178,19 @@ void route_tile(const Router& router, const MatrixView<In>& hidden, Index begin,
 }  // namespace cpu
 
 template <class Router, class In>
-Routing<typename Router::scalar> Cpu::route(const Router& router, const MatrixView<In>& hidden,
-                                            const RouteOptions& options) const {
+void Cpu::route(const Router& router, const MatrixView<In>& hidden, const RouteOptions& options,
+                Routing<typename Router::scalar>& out) const {
   using T = typename Router::scalar;
   const Index tokens = hidden.rows(), experts = router.posterior().experts(),
               k = router.selector().convention.top_k;
   detail::require(tile >= 1, "Cpu", "tile = ", tile, " must be >= 1");
   detail::require(threads >= 0, "Cpu", "threads = ", threads, " must be >= 0");
 
-  Routing<T> out;
   out.ids.resize(tokens, k);
   out.weights.resize(tokens, k);
   out.signals.resize(tokens);
-  if (options.keep_logits) out.logits.resize(tokens, experts);
-  if (options.keep_probs) out.probs.resize(tokens, experts);
+  out.logits.resize(options.keep_logits ? tokens : 0, options.keep_logits ? experts : 0);
+  out.probs.resize(options.keep_probs ? tokens : 0, options.keep_probs ? experts : 0);
 
   const Index tiles = (tokens + tile - 1) / tile;
   cpu::FirstError error;
@@ -230,7 +230,6 @@ Routing<typename Router::scalar> Cpu::route(const Router& router, const MatrixVi
   walk(serial);
 #endif
   if (error.token >= 0) throw invalid_argument(error.message);
-  return out;
 }
 
 }  // namespace vmoer
