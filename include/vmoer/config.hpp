@@ -14,8 +14,11 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define VMOER_RESTRICT __restrict__
+/// Inlines a small SIMD helper whose batch arguments would otherwise pass through memory.
+#define VMOER_ALWAYS_INLINE inline __attribute__((always_inline))
 #else
 #define VMOER_RESTRICT
+#define VMOER_ALWAYS_INLINE inline
 #endif
 
 namespace vmoer {

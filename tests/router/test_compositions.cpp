@@ -112,6 +112,22 @@ TEST_CASE_TEMPLATE("Gaussian posteriors x samplers x selectors follow the refere
           if (cov == ref::Cov::cholesky) run(std::type_identity<FullCovariance<Tv>>{});
           if (cov == ref::Cov::low_rank) run(std::type_identity<LowRank<Tv>>{});
         }
+    // Softmax gates averaged at a temperature, with more samples than one SIMD batch holds
+    // and a partial last batch (the CPU backend's draw across samples).
+    for (std::size_t samples : {20, 33}) {
+      CAPTURE(int(cov));
+      CAPTURE(samples);
+      r.samples = samples;
+      r.mean_only = false;
+      r.average_logits = false;
+      r.sampled = false;
+      r.tau = 1.6;
+      r.conv = {.top_k = 3, .normalize = Normalize::sum};
+      const MonteCarlo mc{.samples = Index(samples)};
+      if (cov == ref::Cov::diagonal) check<MeanField<Tv>>(r, mc, Temperature{r.conv, r.tau}, x);
+      if (cov == ref::Cov::cholesky) check<FullCovariance<Tv>>(r, mc, Temperature{r.conv, r.tau}, x);
+      if (cov == ref::Cov::low_rank) check<LowRank<Tv>>(r, mc, Temperature{r.conv, r.tau}, x);
+    }
     // MeanOnly routes the posterior mean.
     r.mean_only = true;
     r.samples = 1;

@@ -27,10 +27,10 @@ struct Cholesky {
     return experts + j * (2 * experts - j - 1) / 2;
   }
   /// z += L eps.
-  template <class T>
-  VMOER_HOST_DEVICE static void add_noise(const T* scale, const T* eps, T* z, Index experts, Index /*rank*/) {
+  template <class T, class Z>
+  VMOER_HOST_DEVICE static void add_noise(const T* scale, const Z* eps, Z* z, Index experts, Index /*rank*/) {
     for (Index j = 0; j < experts; ++j) {
-      const T ej = eps[j];
+      const Z ej = eps[j];
       z[j] += scale[j] * ej;
       const T* col = scale + column(experts, j) - (j + 1);  // col[i] = L[i][j] for i > j
       for (Index i = j + 1; i < experts; ++i) z[i] += col[i] * ej;

@@ -18,8 +18,9 @@ struct Diagonal {
   /// Normals per sample.
   VMOER_HOST_DEVICE static constexpr Index noise_size(Index experts, Index /*rank*/) { return experts; }
   /// z += sigma * eps. `scale` holds the finalised head (first E entries already exp(s / 2)).
-  template <class T>
-  VMOER_HOST_DEVICE static void add_noise(const T* scale, const T* eps, T* z, Index experts, Index /*rank*/) {
+  /// Z is T, or a SIMD batch of T that holds one sample per lane (every covariance alike).
+  template <class T, class Z>
+  VMOER_HOST_DEVICE static void add_noise(const T* scale, const Z* eps, Z* z, Index experts, Index /*rank*/) {
     for (Index e = 0; e < experts; ++e) z[e] += scale[e] * eps[e];
   }
   /// tr(Sigma) = sum sigma^2.

@@ -25,11 +25,11 @@ struct LowRankDiagonal {
   /// Normals per sample: E for the diagonal part, r for the factor.
   VMOER_HOST_DEVICE static constexpr Index noise_size(Index experts, Index rank) { return experts + rank; }
   /// z += d * eps_d + V eps_v.
-  template <class T>
-  VMOER_HOST_DEVICE static void add_noise(const T* scale, const T* eps, T* z, Index experts, Index rank) {
+  template <class T, class Z>
+  VMOER_HOST_DEVICE static void add_noise(const T* scale, const Z* eps, Z* z, Index experts, Index rank) {
     for (Index e = 0; e < experts; ++e) z[e] += scale[e] * eps[e];
     for (Index k = 0; k < rank; ++k) {
-      const T ek = eps[experts + k];
+      const Z ek = eps[experts + k];
       const T* col = scale + experts * (1 + k);
       for (Index e = 0; e < experts; ++e) z[e] += col[e] * ek;
     }

@@ -46,6 +46,16 @@ struct TokenOutput {
   T* probs;               ///< [E] averaged scores, or null
 };
 
+// nvcc also compiles every instantiation of a covariance's add_noise (a __host__
+// __device__ template) for the device, where a SIMD batch cannot live. A .cu file that
+// includes this backend (the CPU-versus-CUDA tests) keeps the per-sample loop instead
+// of TokenPipeline::draw_across_samples.
+#if defined(__CUDACC__)
+inline constexpr bool draws_across_samples = false;
+#else
+inline constexpr bool draws_across_samples = true;
+#endif
+
 /// The sampler, selector and sizes of one route() call, and one thread's scratch.
 template <class Posterior, class Sampler, class Selector>
 class TokenPipeline {
@@ -80,6 +90,14 @@ class TokenPipeline {
     for (Lanes* v : arrays) next = v->take(next, padded_);
     keys_.take(eps_.take(next, noise_padded_), conv_.top_k);
     words_.assign(std::size_t(noise_padded_), 0);
+    if constexpr (gaussian_noise && draws_across_samples) {
+      across_samples_ = aggregate_ == Aggregate::probs && conv_.score == Score::softmax && !sampled_;
+      if (across_samples_) {
+        noise_ = posterior.noise_size();
+        const Index noise_blocks = (noise_ + 3) / 4;
+        sample_lanes_.resize(std::size_t(4 * noise_blocks + 3 * experts_));
+      }
+    }
     if constexpr (moment_matched) {
       factor_.assign(std::size_t(experts_ * posterior.noise_size()), T(0));
       sigma_.assign(std::size_t(experts_ * experts_), T(0));
@@ -135,7 +153,9 @@ class TokenPipeline {
     const T neg_inf = -std::numeric_limits<T>::infinity();
     T entropy_sum = T(0);
 
-    for (Index s = 0; s < samples_; ++s) {
+    if constexpr (gaussian_noise && draws_across_samples)
+      if (across_samples_) entropy_sum = draw_across_samples(in, tempered);
+    for (Index s = 0; s < samples_ && !across_samples_; ++s) {
       T* z = z_.data();
       if constexpr (gaussian_noise) {
         copy(mu_.data(), z);
@@ -200,6 +220,70 @@ class TokenPipeline {
     }
 
     return entropy_sum;
+  }
+
+  // The S Gaussian samples with lane l of every batch holding sample s0 + l (used when
+  // the gate probabilities are averaged and nothing else is: MFVR's and FCVR's default).
+  // The softmax's maximum, sum and logarithm over the experts then run lane-wise, with
+  // no horizontal reduction per sample, which at E = 64 costs about as much as the
+  // arithmetic. The normals are the same as cpu::normals' (same Philox words, same
+  // Box-Muller); only the order of the sums over samples and experts differs.
+  // Leaves the sums over samples of p and p^2 in acc_p_, acc_p2_; returns sum_s H(p_s).
+  T draw_across_samples(const TokenInput<T>& in, bool tempered) {
+    using B = batch<T>;
+    constexpr Index w = Index(B::size);
+    const Index noise_blocks = (noise_ + 3) / 4;
+    B* eps = sample_lanes_.data();
+    B* z = eps + 4 * noise_blocks;
+    B* acc = z + experts_;
+    B* acc2 = acc + experts_;
+    for (Index e = 0; e < experts_; ++e) acc[e] = acc2[e] = B(T(0));
+    B entropy_acc(T(0));
+    const rng::u32x2 key = stream_.key();
+    alignas(64) std::uint32_t words[4][w];
+    alignas(64) T lane_index[w];
+    for (Index l = 0; l < w; ++l) lane_index[l] = T(l);
+    for (Index s0 = 0; s0 < samples_; s0 += w) {
+      for (Index b = 0; b < noise_blocks; ++b) {
+        for (Index l = 0; l < w; ++l) {  // the compiler vectorises this across samples
+          const rng::u32x4 v =
+              rng::philox4x32<10>(stream_.counter(rng::Purpose::logit_noise, in.token, std::uint32_t(s0 + l),
+                                                  std::uint32_t(b)),
+                                  key);
+          for (int j = 0; j < 4; ++j) words[j][l] = v[j];
+        }
+        box_muller<T>(words[0], words[1], eps[4 * b], eps[4 * b + 1]);
+        box_muller<T>(words[2], words[3], eps[4 * b + 2], eps[4 * b + 3]);
+      }
+      for (Index e = 0; e < experts_; ++e) z[e] = B(mu_[e]);
+      Posterior::covariance::add_noise(in.scale, eps, z, experts_, rank_);
+      if (tempered)
+        for (Index e = 0; e < experts_; ++e) z[e] *= B(inv_tau_[e]);
+      // p = softmax(z) and H(p) = log(sum) - sum_e p_e (z_e - max), per lane.
+      B m = z[0];
+      for (Index e = 1; e < experts_; ++e) m = xsimd::max(m, z[e]);
+      B sum(T(0)), weighted(T(0));
+      for (Index e = 0; e < experts_; ++e) {
+        const B d = z[e] - m;
+        z[e] = xsimd::exp(d);
+        sum += z[e];
+        weighted = xsimd::fma(z[e], d, weighted);
+      }
+      const B inv = B(T(1)) / sum;
+      const auto live = B::load_aligned(lane_index) < B(T(samples_ - s0));  // lanes past S add nothing
+      const B h = xsimd::log(sum) - weighted * inv;
+      entropy_acc += xsimd::select(live, h, B(T(0)));
+      for (Index e = 0; e < experts_; ++e) {
+        const B p = xsimd::select(live, z[e] * inv, B(T(0)));
+        acc[e] += p;
+        acc2[e] = xsimd::fma(p, p, acc2[e]);
+      }
+    }
+    for (Index e = 0; e < experts_; ++e) {
+      acc_p_[e] = reduce_add(acc[e]);
+      acc_p2_[e] = reduce_add(acc2[e]);
+    }
+    return reduce_add(entropy_acc);
   }
 
   // The deterministic counterpart of average_samples (see sampler/moment_matched.hpp):
@@ -351,6 +435,7 @@ class TokenPipeline {
   Index experts_, padded_, noise_padded_, rank_, samples_;
   Aggregate aggregate_;
   bool sampled_;
+  bool across_samples_ = false;  // draw_across_samples serves this router
   T fixed_tau_ = T(1);
   std::vector<float> bias_;
   buffer arena_;
@@ -358,7 +443,8 @@ class TokenPipeline {
   std::vector<std::uint32_t> words_;  // Philox words: Box-Muller first halves, then second halves
   const T* scores_ = nullptr;         // averaged scores used for selection
   const T* weight_scores_ = nullptr;  // averaged scores used for the weights
-  Index noise_ = 0;                   // normals per sample (moment matching)
+  Index noise_ = 0;                   // normals per sample (moment matching, draws across samples)
+  std::vector<batch<T>, xsimd::aligned_allocator<batch<T>>> sample_lanes_;  // draw_across_samples' arrays
   Expansion expansion_ = Expansion::second_order;
   std::vector<T> factor_, sigma_, tempered_sigma_, ones_;
 };
