@@ -91,7 +91,9 @@ class TokenPipeline {
     keys_.take(eps_.take(next, noise_padded_), conv_.top_k);
     words_.assign(std::size_t(noise_padded_), 0);
     if constexpr (gaussian_noise && draws_across_samples) {
-      across_samples_ = aggregate_ == Aggregate::probs && conv_.score == Score::softmax && !sampled_;
+      // Fewer samples than lanes would leave most lanes idle (and cost more than the loop).
+      across_samples_ = aggregate_ == Aggregate::probs && conv_.score == Score::softmax && !sampled_ &&
+                        samples_ >= Index(batch<T>::size);
       if (across_samples_) {
         noise_ = posterior.noise_size();
         const Index noise_blocks = (noise_ + 3) / 4;
@@ -223,7 +225,8 @@ class TokenPipeline {
   }
 
   // The S Gaussian samples with lane l of every batch holding sample s0 + l (used when
-  // the gate probabilities are averaged and nothing else is: MFVR's and FCVR's default).
+  // the gate probabilities are averaged and nothing else is, MFVR's and FCVR's default,
+  // and S fills at least one batch).
   // The softmax's maximum, sum and logarithm over the experts then run lane-wise, with
   // no horizontal reduction per sample, which at E = 64 costs about as much as the
   // arithmetic. The normals are the same as cpu::normals' (same Philox words, same
