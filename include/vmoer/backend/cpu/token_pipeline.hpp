@@ -242,7 +242,6 @@ class TokenPipeline {
     B* acc2 = acc + experts_;
     for (Index e = 0; e < experts_; ++e) acc[e] = acc2[e] = B(T(0));
     B entropy_acc(T(0));
-    const rng::u32x2 key = stream_.key();
     alignas(64) std::uint32_t words[4][w];
     alignas(64) T lane_index[w];
     for (Index l = 0; l < w; ++l) lane_index[l] = T(l);
@@ -250,9 +249,7 @@ class TokenPipeline {
       for (Index b = 0; b < noise_blocks; ++b) {
         for (Index l = 0; l < w; ++l) {  // the compiler vectorises this across samples
           const rng::u32x4 v =
-              rng::philox4x32<10>(stream_.counter(rng::Purpose::logit_noise, in.token, std::uint32_t(s0 + l),
-                                                  std::uint32_t(b)),
-                                  key);
+              stream_.block(rng::Purpose::logit_noise, in.token, std::uint32_t(s0 + l), std::uint32_t(b));
           for (int j = 0; j < 4; ++j) words[j][l] = v[j];
         }
         box_muller<T>(words[0], words[1], eps[4 * b], eps[4 * b + 1]);
