@@ -7,6 +7,7 @@
 #include <random>
 
 #include "reference/reference.hpp"
+#include "vmoer/backend/cpu/normals.hpp"
 #include "vmoer/backend/cpu/vector_math.hpp"
 #include "vmoer/posterior/cholesky.hpp"
 #include "vmoer/posterior/diagonal.hpp"

@@ -2,9 +2,10 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <iterator>
 #include <vector>
 
-#include "vmoer/backend/cpu/vector_math.hpp"
+#include "vmoer/backend/cpu/normals.hpp"
 #include "vmoer/rng/normal.hpp"
 
 using namespace vmoer;
@@ -35,6 +36,42 @@ TEST_CASE("the vectorised CPU normals equal the scalar ones up to float rounding
     cpu::normals<float>(s, rng::Purpose::logit_noise, 17, 3, fast.data(), n, x.data(), y.data());
     rng::normals<double>(s, rng::Purpose::logit_noise, 17, 3, ref.data(), n);
     for (Index i = 0; i < n; ++i) REQUIRE(double(fast[std::size_t(i)]) == doctest::Approx(ref[std::size_t(i)]).epsilon(2e-6).scale(1.0));
+  }
+}
+
+TEST_CASE_TEMPLATE("the vectorised Box-Muller is accurate at the ends of u and at every quarter turn of the angle", T,
+                   float, double) {
+  // The CPU reduces the angle to the nearest quarter turn in integers: words at and
+  // beside each boundary exercise every branch of that reduction, and the extremes of
+  // x the log's range.
+  using B = cpu::batch<T>;
+  const std::uint32_t q = 1u << 30, h = 1u << 29;
+  std::vector<std::uint32_t> ys, xs;
+  for (std::uint32_t k = 0; k < 4; ++k)
+    for (std::uint32_t base : {k * q, k * q + h})
+      for (std::uint32_t off : {0u, 1u, 0xFFFFFFFFu, 12345u})
+        ys.push_back(base + off);  // unsigned wrap: 0 - 1 is the last word
+  const std::uint32_t x_words[] = {0u, 1u, 0x7FFFFFFFu, 0x80000000u, 0xFFFFFF00u, 0xFFFFFFFEu, 0xFFFFFFFFu, 0x12345678u};
+  for (std::size_t i = 0; i < ys.size(); ++i) xs.push_back(x_words[i % std::size(x_words)]);
+  while (ys.size() % B::size) {
+    ys.push_back(ys.back() + 7u);
+    xs.push_back(xs.back() + 3u);
+  }
+  // In float, u itself rounds (1 - 2^-33 becomes 1), which the tolerance must allow:
+  // |r_float - r| <= sqrt(2 |log u_float - log u|) for the rounding of u near 1.
+  const double tol = std::is_same_v<T, float> ? 2e-6 : 1e-13;
+  for (std::size_t i = 0; i < ys.size(); i += B::size) {
+    B s, c;
+    cpu::box_muller<T>(xs.data() + i, ys.data() + i, s, c);
+    for (std::size_t j = 0; j < B::size; ++j) {
+      const double u = (double(xs[i + j]) + 0.5) / 4294967296.0, v = 2.0 * M_PI * (double(ys[i + j]) + 0.5) / 4294967296.0;
+      const double uf = double(T(xs[i + j]) * T(2.3283064365386962890625e-10) + T(1.16415321826934814453125e-10));
+      const double r = std::sqrt(-2.0 * std::log(u)), r_rounded = std::sqrt(-2.0 * std::log(uf));
+      const double slack = std::abs(r - r_rounded);  // what the uniform's own rounding costs
+      INFO("x = " << xs[i + j] << ", y = " << ys[i + j]);
+      CHECK(std::abs(double(s.get(j)) - r * std::sin(v)) <= tol * (1 + r) + slack);
+      CHECK(std::abs(double(c.get(j)) - r * std::cos(v)) <= tol * (1 + r) + slack);
+    }
   }
 }
 

@@ -3,7 +3,9 @@
 #include <doctest/doctest.h>
 
 #include <cstdint>
+#include <vector>
 
+#include "vmoer/backend/cpu/normals.hpp"
 #include "vmoer/rng/stream.hpp"
 
 #if defined(VMOER_HAVE_RANDOM123)
@@ -31,6 +33,32 @@ TEST_CASE("philox4x32-10 reproduces Random123's known-answer vectors") {
        {{0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u}}},
   };
   for (const Kat& k : kats) CHECK(philox4x32<10>(k.ctr, k.key) == k.expected);
+}
+
+TEST_CASE("the SIMD Philox reproduces the known-answer vectors in every lane") {
+  using U = xsimd::batch<std::uint32_t>;
+  const u32x4 ctr = {{0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}};
+  U c0(ctr[0]), c1(ctr[1]), c2(ctr[2]), c3(ctr[3]);
+  vmoer::cpu::philox4x32_lanes(c0, c1, c2, c3, {{0xa4093822u, 0x299f31d0u}});
+  for (std::size_t l = 0; l < U::size; ++l)
+    CHECK(u32x4{{c0.get(l), c1.get(l), c2.get(l), c3.get(l)}} ==
+          u32x4{{0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u}});
+}
+
+TEST_CASE("cpu::philox_pairs gives the scalar stream's words for any block count") {
+  const vmoer::rng::Stream s{0xfeedfacecafebeefull, 5};
+  const vmoer::Index lanes = vmoer::Index(xsimd::batch<std::uint32_t>::size);
+  for (vmoer::Index blocks = 1; blocks <= 2 * lanes + 3; ++blocks) {
+    std::vector<std::uint32_t> x(std::size_t(2 * blocks + 1), 0xdeadu), y(std::size_t(2 * blocks + 1), 0xdeadu);
+    vmoer::cpu::philox_pairs(s, vmoer::rng::Purpose::dropout, 9, 4, blocks, x.data(), y.data());
+    for (vmoer::Index b = 0; b < blocks; ++b) {
+      const u32x4 w = s.block(vmoer::rng::Purpose::dropout, 9, 4, std::uint32_t(b));
+      REQUIRE(u32x4{{x[std::size_t(2 * b)], y[std::size_t(2 * b)], x[std::size_t(2 * b + 1)],
+                     y[std::size_t(2 * b + 1)]}} == w);
+    }
+    CHECK(x.back() == 0xdeadu);  // nothing past the last block is written
+    CHECK(y.back() == 0xdeadu);
+  }
 }
 
 #if defined(VMOER_HAVE_RANDOM123)

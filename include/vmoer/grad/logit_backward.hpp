@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "vmoer/backend/cpu/projection.hpp"
+#include "vmoer/backend/cpu/normals.hpp"
 #include "vmoer/backend/cpu/vector_math.hpp"
 #include "vmoer/grad/kernels.hpp"
 #include "vmoer/grad/token_backward.hpp"

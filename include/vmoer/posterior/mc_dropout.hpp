@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "vmoer/backend/cpu/projection.hpp"
-#include "vmoer/backend/cpu/vector_math.hpp"
+#include "vmoer/backend/cpu/normals.hpp"
 #include "vmoer/grad/kernels.hpp"
 #include "vmoer/params.hpp"
 #include "vmoer/posterior/dirac.hpp"

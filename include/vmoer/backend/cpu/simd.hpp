@@ -4,6 +4,8 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "vmoer/config.hpp"
+
 namespace vmoer::cpu {
 
 /// The widest SIMD batch of T for the architecture this translation unit targets.
@@ -32,6 +34,24 @@ inline auto reduce_max(const B& b) {
   for (std::size_t i = 1; i < B::size; ++i) m = lanes[i] > m ? lanes[i] : m;
   return m;
 #endif
+}
+
+/// 64-bit products of the low 32-bit words of each 64-bit lane (pmuludq). xsimd's
+/// 64-bit multiply is a full 64 x 64 one (vpmullq on AVX-512), several times slower, and
+/// Philox needs only 32 x 32 -> 64.
+template <class Q>
+VMOER_ALWAYS_INLINE Q mul_low_words(const Q& a, const Q& b) {
+#if XSIMD_WITH_AVX512F
+  if constexpr (Q::size == 8) return Q(_mm512_mul_epu32(a, b));
+#endif
+#if XSIMD_WITH_AVX2
+  if constexpr (Q::size == 4) return Q(_mm256_mul_epu32(a, b));
+#endif
+#if XSIMD_WITH_SSE2
+  if constexpr (Q::size == 2) return Q(_mm_mul_epu32(a, b));
+#endif
+  const Q low(0xFFFFFFFFu);
+  return (a & low) * (b & low);
 }
 
 /// n rounded up to a whole number of batches of T.

@@ -4,11 +4,10 @@
 #pragma once
 
 #include <cmath>
-#include <cstdint>
 #include <limits>
 
 #include "vmoer/backend/cpu/simd.hpp"
-#include "vmoer/rng/normal.hpp"
+#include "vmoer/config.hpp"
 
 namespace vmoer::cpu {
 
@@ -20,69 +19,6 @@ inline xsimd::batch_bool<T> lanes_below(Index start, Index n) {
   alignas(64) I lane[B::size];
   for (std::size_t i = 0; i < B::size; ++i) lane[i] = I(i);
   return xsimd::batch_cast<T>(xsimd::batch<I>::load_aligned(lane)) < B(T(n - start));
-}
-
-/// Philox words of `blocks` consecutive blocks, split into first (x) and second (y)
-/// words of each Box-Muller pair: x[2b + j] = w[2j], y[2b + j] = w[2j + 1].
-inline void philox_pairs(const rng::Stream& s, rng::Purpose p, std::uint32_t token, std::uint32_t sample,
-                         Index blocks, std::uint32_t* VMOER_RESTRICT x, std::uint32_t* VMOER_RESTRICT y) {
-  const rng::u32x2 key = s.key();
-  for (Index b = 0; b < blocks; ++b) {  // the compiler vectorises this across blocks
-    const rng::u32x4 w = rng::philox4x32<10>(s.counter(p, token, sample, std::uint32_t(b)), key);
-    x[2 * b] = w[0];
-    y[2 * b] = w[1];
-    x[2 * b + 1] = w[2];
-    y[2 * b + 1] = w[3];
-  }
-}
-
-/// Box-Muller on one batch of word pairs (rng::box_muller's mapping): u from x[j], the
-/// angle from y[j], giving (r sin v, r cos v) lane by lane.
-template <class T>
-VMOER_ALWAYS_INLINE void box_muller(const std::uint32_t* x, const std::uint32_t* y, batch<T>& sin_part, batch<T>& cos_part) {
-  using B = batch<T>;
-  using U = xsimd::batch<std::uint32_t>;
-  const B u_scale(T(2.3283064365386962890625e-10)), u_shift(T(2.3283064365386962890625e-10) / T(2));
-  const B v_scale(T(6.283185307179586476925286766559 * 2.3283064365386962890625e-10)), v_shift(v_scale / B(T(2)));
-  B u, v;
-  if constexpr (B::size == U::size) {
-    u = xsimd::batch_cast<T>(U::load_unaligned(x));
-    v = xsimd::batch_cast<T>(U::load_unaligned(y));
-  } else {  // double: fewer lanes than 32-bit words
-    alignas(64) T uf[B::size], vf[B::size];
-    for (std::size_t j = 0; j < B::size; ++j) {
-      uf[j] = T(x[j]);
-      vf[j] = T(y[j]);
-    }
-    u = B::load_aligned(uf);
-    v = B::load_aligned(vf);
-  }
-  u = xsimd::fma(u, u_scale, u_shift);
-  v = xsimd::fma(v, v_scale, v_shift);
-  const B r = xsimd::sqrt(B(T(-2)) * xsimd::log(u));
-  const auto sc = xsimd::sincos(v);
-  sin_part = r * sc.first;
-  cos_part = r * sc.second;
-}
-
-/// n normals in the order of rng::normals (n a multiple of 2 * batch size); the
-/// word buffers x, y hold at least n / 2 entries each.
-template <class T>
-inline void normals(const rng::Stream& s, rng::Purpose p, std::uint32_t token, std::uint32_t sample, T* out,
-                    Index n, std::uint32_t* x, std::uint32_t* y) {
-  using B = batch<T>;
-  philox_pairs(s, p, token, sample, (n + 3) / 4, x, y);
-  alignas(64) T sin_part[B::size], cos_part[B::size];
-  for (Index i = 0; i < n / 2; i += Index(B::size)) {
-    B sn, cs;
-    box_muller<T>(x + i, y + i, sn, cs);
-    sn.store_aligned(sin_part);
-    cs.store_aligned(cos_part);
-    for (std::size_t j = 0; j < B::size; ++j) {
-      out[2 * (i + Index(j))] = sin_part[j];
-      out[2 * (i + Index(j)) + 1] = cos_part[j];
-    }
-  }
 }
 
 /// p = softmax(z) over n entries (np padded); returns the entropy H(p).

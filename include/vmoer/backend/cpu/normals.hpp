@@ -1,0 +1,190 @@
+// Philox words and Box-Muller normals, a SIMD batch at a time: the vectorised form of
+// rng/philox.hpp and rng/normal.hpp, giving the same words and (to float rounding) the
+// same normals as those scalar references.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "vmoer/backend/cpu/simd.hpp"
+#include "vmoer/rng/normal.hpp"
+
+namespace vmoer::cpu {
+
+namespace detail {
+
+// hi and lo halves of the 32 x 32 -> 64-bit products a * m, lane by lane: even lanes
+// multiply in place, odd lanes after a shift down, and the halves are blended back.
+template <class U>
+VMOER_ALWAYS_INLINE void mul_hi_lo(const U& a, std::uint32_t m, U& hi, U& lo) {
+  using Q = xsimd::batch<std::uint64_t, typename U::arch_type>;
+  struct odd_lanes {
+    static constexpr bool get(unsigned i, unsigned) { return i % 2 == 1; }
+  };
+  const Q qa = xsimd::bitwise_cast<Q>(a), qm(m);
+  const Q even = mul_low_words(qa, qm), odd = mul_low_words(qa >> 32, qm);
+  const auto odd_lane = xsimd::make_batch_bool_constant<U, odd_lanes>();
+  hi = xsimd::select(odd_lane, xsimd::bitwise_cast<U>(odd), xsimd::bitwise_cast<U>(even >> 32));
+  lo = xsimd::select(odd_lane, xsimd::bitwise_cast<U>(odd << 32), xsimd::bitwise_cast<U>(even));
+}
+
+}  // namespace detail
+
+/// Philox4x32-10 of U::size counters at once: lane l of (c0, c1, c2, c3) holds counter l
+/// on entry and its output block on return (rng::philox4x32, lane by lane).
+template <class U>
+VMOER_ALWAYS_INLINE void philox4x32_lanes(U& c0, U& c1, U& c2, U& c3, rng::u32x2 key) {
+  std::uint32_t k0 = key[0], k1 = key[1];
+  for (int r = 0; r < 10; ++r) {
+    U hi0, lo0, hi1, lo1;
+    detail::mul_hi_lo(c0, rng::detail::philox_m0, hi0, lo0);
+    detail::mul_hi_lo(c2, rng::detail::philox_m1, hi1, lo1);
+    c0 = hi1 ^ c1 ^ U(k0);
+    c2 = hi0 ^ c3 ^ U(k1);
+    c1 = lo1;
+    c3 = lo0;
+    k0 += rng::detail::philox_w0;
+    k1 += rng::detail::philox_w1;
+  }
+}
+
+/// The four words of Philox blocks first + l (lane l) for (purpose, token, sample),
+/// stored to w[j][l]; lanes past `count` are not written.
+inline void philox_blocks(const rng::Stream& s, rng::Purpose p, std::uint32_t token, std::uint32_t sample,
+                          std::uint32_t first, std::uint32_t* const w[4], Index count) {
+  using U = xsimd::batch<std::uint32_t>;
+  alignas(64) std::uint32_t lane[U::size], out[4][U::size];
+  for (std::size_t l = 0; l < U::size; ++l) lane[l] = std::uint32_t(l);
+  const rng::u32x4 c = s.counter(p, token, sample, first);
+  U c0 = U::load_aligned(lane) + U(c[0]), c1(c[1]), c2(c[2]), c3(c[3]);
+  philox4x32_lanes(c0, c1, c2, c3, s.key());
+  const U* words[4] = {&c0, &c1, &c2, &c3};
+  for (int j = 0; j < 4; ++j) {
+    if (count >= Index(U::size)) {
+      words[j]->store_unaligned(w[j]);
+      continue;
+    }
+    words[j]->store_aligned(out[j]);
+    for (Index l = 0; l < count; ++l) w[j][l] = out[j][l];
+  }
+}
+
+/// Philox words of `blocks` consecutive blocks, split into first (x) and second (y)
+/// words of each Box-Muller pair: x[2b + j] = w[2j], y[2b + j] = w[2j + 1].
+inline void philox_pairs(const rng::Stream& s, rng::Purpose p, std::uint32_t token, std::uint32_t sample,
+                         Index blocks, std::uint32_t* VMOER_RESTRICT x, std::uint32_t* VMOER_RESTRICT y) {
+  constexpr Index w = Index(xsimd::batch<std::uint32_t>::size);
+  alignas(64) std::uint32_t words[4][w];
+  std::uint32_t* const rows[4] = {words[0], words[1], words[2], words[3]};
+  for (Index b0 = 0; b0 < blocks; b0 += w) {
+    const Index n = blocks - b0 < w ? blocks - b0 : w;
+    philox_blocks(s, p, token, sample, std::uint32_t(b0), rows, n);
+    for (Index l = 0; l < n; ++l) {
+      const Index b = b0 + l;
+      x[2 * b] = words[0][l];
+      y[2 * b] = words[1][l];
+      x[2 * b + 1] = words[2][l];
+      y[2 * b + 1] = words[3][l];
+    }
+  }
+}
+
+namespace detail {
+
+// log(u) for u in [2^-33, 1], the only uniforms rng::uniform makes: no zeros, denormals,
+// negatives or infinities to screen, and no division (xsimd's log has all of them).
+// u = 2^k m with m in [sqrt(1/2), sqrt(2)); log m = f - f^2/2 + f^3 P(f), f = m - 1
+// (Cephes logf, relative error below 1e-7).
+VMOER_ALWAYS_INLINE batch<float> log_unit(const batch<float>& u) {
+  using B = batch<float>;
+  using I = xsimd::batch<std::int32_t>;
+  I bits = xsimd::bitwise_cast<I>(u) + I(0x3f800000 - 0x3f3504f3);
+  const B k = xsimd::batch_cast<float>((bits >> 23) - I(0x7f));
+  bits = (bits & I(0x007fffff)) + I(0x3f3504f3);
+  const B f = xsimd::bitwise_cast<B>(bits) - B(1.0f);
+  const B f2 = f * f;
+  B poly(7.0376836292e-2f);
+  for (float c : {-1.1514610310e-1f, 1.1676998740e-1f, -1.2420140846e-1f, 1.4249322787e-1f, -1.6668057665e-1f,
+                  2.0000714765e-1f, -2.4999993993e-1f, 3.3333331174e-1f})
+    poly = xsimd::fma(poly, f, B(c));
+  B y = xsimd::fma(k, B(-2.12194440e-4f), poly * f * f2);  // log 2 = 0.693359375 - 2.12194440e-4
+  y = xsimd::fnma(B(0.5f), f2, y);
+  return xsimd::fma(k, B(0.693359375f), f + y);
+}
+
+// sin and cos of the angle v = 2 pi (y + 1/2) 2^-32 of a word y (rng::angle). The
+// reduction to the nearest quarter turn is exact in integers: v = (q + d 2^-30) pi/2
+// with q the top two bits rounded and |d| <= 2^29, so only |r| <= pi/4 meets the
+// polynomials (Cephes sinf/cosf). More accurate than reducing a rounded float angle.
+VMOER_ALWAYS_INLINE void sincos_turn(const xsimd::batch<std::uint32_t>& y, batch<float>& sin_v, batch<float>& cos_v) {
+  using B = batch<float>;
+  using U = xsimd::batch<std::uint32_t>;
+  using I = xsimd::batch<std::int32_t>;
+  const U q = (y + U(1u << 29)) >> 30;  // wraps to 0 past the last quarter, as the angle does
+  const I d = xsimd::bitwise_cast<I>(y - (q << 30));
+  constexpr double step = 1.5707963267948966 / 1073741824.0;  // (pi/2) 2^-30
+  const B r = xsimd::fma(xsimd::batch_cast<float>(d), B(float(step)), B(float(step / 2)));
+  const B r2 = r * r;
+  B ps(-1.9515295891e-4f), pc(2.443315711809948e-5f);
+  ps = xsimd::fma(xsimd::fma(ps, r2, B(8.3321608736e-3f)), r2, B(-1.6666654611e-1f));
+  pc = xsimd::fma(xsimd::fma(pc, r2, B(-1.388731625493765e-3f)), r2, B(4.166664568298827e-2f));
+  const B s = xsimd::fma(ps * r2, r, r);
+  const B c = xsimd::fma(pc * r2, r2, xsimd::fnma(B(0.5f), r2, B(1.0f)));
+  // Quarter q: (sin, cos) = (s, c), (c, -s), (-s, -c), (-c, s).
+  const auto odd = xsimd::bool_cast(xsimd::bitwise_cast<I>(q & U(1)) != I(0));
+  const U sin_sign = (q & U(2)) << 30, cos_sign = ((q + U(1)) & U(2)) << 30;
+  sin_v = xsimd::bitwise_cast<B>(xsimd::bitwise_cast<U>(xsimd::select(odd, c, s)) ^ sin_sign);
+  cos_v = xsimd::bitwise_cast<B>(xsimd::bitwise_cast<U>(xsimd::select(odd, s, c)) ^ cos_sign);
+}
+
+}  // namespace detail
+
+/// Box-Muller on one batch of word pairs (rng::box_muller's mapping): u from x[j], the
+/// angle from y[j], giving (r sin v, r cos v) lane by lane.
+template <class T>
+VMOER_ALWAYS_INLINE void box_muller(const std::uint32_t* x, const std::uint32_t* y, batch<T>& sin_part,
+                                    batch<T>& cos_part) {
+  using B = batch<T>;
+  using U = xsimd::batch<std::uint32_t>;
+  constexpr T two_pow_m32 = T(2.3283064365386962890625e-10);
+  if constexpr (std::is_same_v<T, float>) {
+    const B u = xsimd::fma(xsimd::batch_cast<float>(U::load_unaligned(x)), B(two_pow_m32), B(two_pow_m32 / 2));
+    const B r = xsimd::sqrt(B(-2.0f) * detail::log_unit(u));
+    B s, c;
+    detail::sincos_turn(U::load_unaligned(y), s, c);
+    sin_part = r * s;
+    cos_part = r * c;
+  } else {  // double: fewer lanes than 32-bit words, and xsimd's double log and sincos
+    alignas(64) T uf[B::size], vf[B::size];
+    for (std::size_t j = 0; j < B::size; ++j) {
+      uf[j] = rng::uniform<T>(x[j]);
+      vf[j] = rng::angle<T>(y[j]);
+    }
+    const B r = xsimd::sqrt(B(T(-2)) * xsimd::log(B::load_aligned(uf)));
+    const auto sc = xsimd::sincos(B::load_aligned(vf));
+    sin_part = r * sc.first;
+    cos_part = r * sc.second;
+  }
+}
+
+/// n normals in the order of rng::normals (n a multiple of 2 * batch size); the
+/// word buffers x, y hold at least n / 2 entries each.
+template <class T>
+inline void normals(const rng::Stream& s, rng::Purpose p, std::uint32_t token, std::uint32_t sample, T* out,
+                    Index n, std::uint32_t* x, std::uint32_t* y) {
+  using B = batch<T>;
+  philox_pairs(s, p, token, sample, (n + 3) / 4, x, y);
+  alignas(64) T sin_part[B::size], cos_part[B::size];
+  for (Index i = 0; i < n / 2; i += Index(B::size)) {
+    B sn, cs;
+    box_muller<T>(x + i, y + i, sn, cs);
+    sn.store_aligned(sin_part);
+    cs.store_aligned(cos_part);
+    for (std::size_t j = 0; j < B::size; ++j) {
+      out[2 * (i + Index(j))] = sin_part[j];
+      out[2 * (i + Index(j)) + 1] = cos_part[j];
+    }
+  }
+}
+
+}  // namespace vmoer::cpu
