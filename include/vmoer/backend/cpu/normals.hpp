@@ -17,6 +17,15 @@ namespace detail {
 // multiply in place, odd lanes after a shift down, and the halves are blended back.
 template <class U>
 VMOER_ALWAYS_INLINE void mul_hi_lo(const U& a, std::uint32_t m, U& hi, U& lo) {
+#if XSIMD_WITH_AVX512F
+  if constexpr (U::size == 16) {  // each blend and word swap is one masked vpshufd
+    const __m512i qm = _mm512_set1_epi64(m);
+    const __m512i even = _mm512_mul_epu32(a, qm), odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), qm);
+    hi = U(_mm512_mask_shuffle_epi32(odd, 0x5555, even, _MM_PERM_CDAB));
+    lo = U(_mm512_mask_shuffle_epi32(even, 0xAAAA, odd, _MM_PERM_CDAB));
+    return;
+  }
+#endif
   using Q = xsimd::batch<std::uint64_t, typename U::arch_type>;
   struct odd_lanes {
     static constexpr bool get(unsigned i, unsigned) { return i % 2 == 1; }

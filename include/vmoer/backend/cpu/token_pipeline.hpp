@@ -278,12 +278,11 @@ class TokenPipeline {
         sum += z[e];
         weighted = xsimd::fma(z[e], d, weighted);
       }
-      const B inv = B(T(1)) / sum;
       const auto live = B::load_aligned(lane_index) < B(T(samples_ - s0));  // lanes past S add nothing
-      const B h = xsimd::log(sum) - weighted * inv;
-      entropy_acc += xsimd::select(live, h, B(T(0)));
+      const B inv = xsimd::select(live, B(T(1)) / sum, B(T(0)));
+      entropy_acc += xsimd::select(live, xsimd::log(sum), B(T(0))) - weighted * inv;
       for (Index e = 0; e < experts_; ++e) {
-        const B p = xsimd::select(live, z[e] * inv, B(T(0)));
+        const B p = z[e] * inv;
         acc[e] += p;
         acc2[e] = xsimd::fma(p, p, acc2[e]);
       }
