@@ -57,23 +57,30 @@ VMOER_ALWAYS_INLINE void philox4x32_lanes(U& c0, U& c1, U& c2, U& c3, rng::u32x2
   }
 }
 
-/// The four words of Philox blocks first + l (lane l) for (purpose, token, sample),
-/// stored to w[j][l]; lanes past `count` are not written.
+/// The counter word that a batch of Philox calls steps through, lane by lane.
+enum class Across : int {
+  blocks = 0,   ///< lane l: block + l (one sample's consecutive blocks)
+  samples = 1,  ///< lane l: sample + l (one block of consecutive samples)
+};
+
+/// The four words of the Philox blocks of (purpose, token, sample, block), with lane l
+/// stepping l along `across`, stored to w[j][l] for the first `count` lanes (at most
+/// one batch of 32-bit words).
 inline void philox_blocks(const rng::Stream& s, rng::Purpose p, std::uint32_t token, std::uint32_t sample,
-                          std::uint32_t first, std::uint32_t* const w[4], Index count) {
+                          std::uint32_t block, Across across, std::uint32_t* const w[4], Index count) {
   using U = xsimd::batch<std::uint32_t>;
   alignas(64) std::uint32_t lane[U::size], out[4][U::size];
   for (std::size_t l = 0; l < U::size; ++l) lane[l] = std::uint32_t(l);
-  const rng::u32x4 c = s.counter(p, token, sample, first);
-  U c0 = U::load_aligned(lane) + U(c[0]), c1(c[1]), c2(c[2]), c3(c[3]);
-  philox4x32_lanes(c0, c1, c2, c3, s.key());
-  const U* words[4] = {&c0, &c1, &c2, &c3};
+  const rng::u32x4 c = s.counter(p, token, sample, block);
+  U words[4] = {U(c[0]), U(c[1]), U(c[2]), U(c[3])};
+  words[int(across)] += U::load_aligned(lane);
+  philox4x32_lanes(words[0], words[1], words[2], words[3], s.key());
   for (int j = 0; j < 4; ++j) {
     if (count >= Index(U::size)) {
-      words[j]->store_unaligned(w[j]);
+      words[j].store_unaligned(w[j]);
       continue;
     }
-    words[j]->store_aligned(out[j]);
+    words[j].store_aligned(out[j]);
     for (Index l = 0; l < count; ++l) w[j][l] = out[j][l];
   }
 }
@@ -87,7 +94,7 @@ inline void philox_pairs(const rng::Stream& s, rng::Purpose p, std::uint32_t tok
   std::uint32_t* const rows[4] = {words[0], words[1], words[2], words[3]};
   for (Index b0 = 0; b0 < blocks; b0 += w) {
     const Index n = blocks - b0 < w ? blocks - b0 : w;
-    philox_blocks(s, p, token, sample, std::uint32_t(b0), rows, n);
+    philox_blocks(s, p, token, sample, std::uint32_t(b0), Across::blocks, rows, n);
     for (Index l = 0; l < n; ++l) {
       const Index b = b0 + l;
       x[2 * b] = words[0][l];

@@ -243,24 +243,14 @@ class TokenPipeline {
     B* acc2 = acc + experts_;
     for (Index e = 0; e < experts_; ++e) acc[e] = acc2[e] = B(T(0));
     B entropy_acc(T(0));
-    using U = xsimd::batch<std::uint32_t>;
-    constexpr Index words_per_lane = Index(U::size) > w ? Index(U::size) : w;  // double: fewer lanes than words
-    alignas(64) std::uint32_t words[4][words_per_lane], sample_index[words_per_lane];
+    alignas(64) std::uint32_t words[4][w];  // w <= the 32-bit words of a batch (fewer in double)
+    std::uint32_t* const rows[4] = {words[0], words[1], words[2], words[3]};
     alignas(64) T lane_index[w];
     for (Index l = 0; l < w; ++l) lane_index[l] = T(l);
-    for (Index l = 0; l < words_per_lane; ++l) sample_index[l] = std::uint32_t(l);
-    const rng::u32x2 key = stream_.key();
     for (Index s0 = 0; s0 < samples_; s0 += w) {
-      for (Index b = 0; b < noise_blocks; ++b) {
-        const rng::u32x4 c = stream_.counter(rng::Purpose::logit_noise, in.token, std::uint32_t(s0), std::uint32_t(b));
-        for (Index l0 = 0; l0 < w; l0 += Index(U::size)) {  // lane l: sample s0 + l
-          U c0(c[0]), c1 = U::load_aligned(sample_index + l0) + U(c[1]), c2(c[2]), c3(c[3]);
-          philox4x32_lanes(c0, c1, c2, c3, key);
-          c0.store_aligned(words[0] + l0);
-          c1.store_aligned(words[1] + l0);
-          c2.store_aligned(words[2] + l0);
-          c3.store_aligned(words[3] + l0);
-        }
+      for (Index b = 0; b < noise_blocks; ++b) {  // lane l: sample s0 + l
+        philox_blocks(stream_, rng::Purpose::logit_noise, in.token, std::uint32_t(s0), std::uint32_t(b),
+                      Across::samples, rows, w);
         box_muller<T>(words[0], words[1], eps[4 * b], eps[4 * b + 1]);
         box_muller<T>(words[2], words[3], eps[4 * b + 2], eps[4 * b + 3]);
       }
