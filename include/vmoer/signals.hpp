@@ -1,7 +1,8 @@
 // Per-token uncertainty signals, computed from the gate distributions
 // p_s = softmax(z_s / T) of the S samples and their mean p = (1/S) sum_s p_s:
 //   logit_variance      tr(Sigma) of the posterior (0 for Dirac)
-//   mc_variance         sum_e of the unbiased sample variance of p_s(e) (0 when S = 1)
+//   mc_variance         sum_e of the unbiased sample variance of p_s(e),
+//                       (sum_s |p_s|^2 - S |p|^2) / (S - 1) clamped at 0 (0 when S = 1)
 //   entropy             H(p) = -sum_e p(e) log p(e)
 //   mutual_information  H(p) - (1/S) sum_s H(p_s), the epistemic part of H(p), clamped at 0
 //   temperature         the temperature T of the token (1 without one)
@@ -11,13 +12,6 @@
 #include "vmoer/types.hpp"
 
 namespace vmoer {
-
-/// Running sums over the samples of one token.
-template <class T>
-struct SignalSums {
-  T entropy_of_samples = T(0);  ///< sum_s H(p_s)
-  Index samples = 0;            ///< S
-};
 
 /// The signals of a batch, one entry per token.
 template <class T>

@@ -212,7 +212,8 @@ struct Router {
     const std::size_t e = mu.size(), n = a[0].size();
     const vec taus = temperatures(x, e);
     const std::size_t s_eff = cov == Cov::none || mean_only ? 1 : samples;
-    vec acc_p(e, 0), acc_p2(e, 0), acc_q(e, 0), acc_q1(e, 0), acc_z(e, 0);
+    vec acc_p(e, 0), acc_q(e, 0), acc_q1(e, 0), acc_z(e, 0);
+    std::vector<vec> gates;  // every p_s, for the two-pass variance
     double h_sum = 0;
     for (std::size_t s = 0; s < s_eff; ++s) {
       vec z = mu;
@@ -224,11 +225,11 @@ struct Router {
       vec zt = z;
       for (std::size_t i = 0; i < e; ++i) zt[i] /= taus[i];
       const vec p = softmax(zt);
+      gates.push_back(p);
       h_sum += entropy(p);
       const vec q = score(conv.score, zt), q1 = score(conv.score, z);
       for (std::size_t i = 0; i < e; ++i) {
         acc_p[i] += p[i];
-        acc_p2[i] += p[i] * p[i];
         acc_q[i] += q[i];
         acc_q1[i] += q1[i];
         acc_z[i] += z[i];
@@ -252,8 +253,11 @@ struct Router {
     r.probs = scores;
     r.entropy = entropy(pbar);
     r.mutual_information = std::max(0.0, r.entropy - h_sum / S);
-    for (std::size_t i = 0; s_eff > 1 && i < e; ++i)
-      r.mc_variance += std::max(0.0, (acc_p2[i] - S * pbar[i] * pbar[i]) / (S - 1));
+    for (std::size_t i = 0; s_eff > 1 && i < e; ++i) {  // sum_e of the unbiased variance of p_s(e)
+      double spread = 0;
+      for (const vec& p : gates) spread += (p[i] - pbar[i]) * (p[i] - pbar[i]);
+      r.mc_variance += spread / (S - 1);
+    }
     for (const vec& row : a)
       for (double v : row) r.logit_variance += v * v;
     r.temperature = std::accumulate(taus.begin(), taus.end(), 0.0) / double(e);

@@ -141,6 +141,37 @@ TEST_CASE_TEMPLATE("Gaussian posteriors x samplers x selectors follow the refere
   }
 }
 
+TEST_CASE("mc_variance keeps its relative accuracy when the samples barely differ") {
+  // sigma = 1e-3: each p_s(e) moves by about 1e-3 of itself, so the variance is about
+  // 1e-6 sum_e p(e)^2 while sum_s |p_s|^2 is S sum_e p(e)^2. Summing p_s(e)^2 in float
+  // would leave a rounding error of about S 6e-8 sum_e p(e)^2, a tenth of the variance
+  // or more; about the center softmax(mu) the terms are the deviations themselves, each
+  // rounded to about 6e-8 / 1e-3 of itself, so a relative tolerance of 1e-3 has a
+  // margin of 10 or more.
+  ref::Router r = test::random_router<float>(ref::Cov::diagonal, E, D, H, 0, 77);
+  for (std::size_t i = 0; i < E; ++i) r.bs[i] = double(float(2 * std::log(1e-3)));
+  for (auto& row : r.ws)
+    for (double& v : row) v = 0;
+  r.seed = 99;
+  r.layer = 2;
+  r.mean_only = false;
+  r.conv = {.top_k = 2};
+  const ref::mat x = test::random_hidden<float>(T, D, 78);
+  for (std::size_t samples : {4, 32}) {  // per-sample loop, and drawn across SIMD lanes
+    CAPTURE(samples);
+    r.samples = samples;
+    Router router(test::make_posterior<MeanField<float>>(r), MonteCarlo{.samples = Index(samples)}, TopK{r.conv},
+                  rng::Stream{r.seed, r.layer});
+    const Routing<float> out = router.route(test::to_matrix<float>(x));
+    for (std::size_t t = 0; t < x.size(); ++t) {
+      CAPTURE(t);
+      const double want = r.route(x[t], std::uint32_t(t)).mc_variance;
+      REQUIRE(want > 0);
+      CHECK(std::abs(double(out.signals.mc_variance(Index(t))) - want) <= 1e-3 * want);
+    }
+  }
+}
+
 TEST_CASE("bfloat16 and half inputs are routed with float accumulation") {
   ref::Router r = test::random_router<float>(ref::Cov::diagonal, E, D, H, 0, 40);
   r.samples = 5;

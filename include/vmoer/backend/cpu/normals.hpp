@@ -3,6 +3,7 @@
 // same normals as those scalar references.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <type_traits>
 
@@ -39,19 +40,27 @@ VMOER_ALWAYS_INLINE void mul_hi_lo(const U& a, std::uint32_t m, U& hi, U& lo) {
 
 }  // namespace detail
 
-/// Philox4x32-10 of U::size counters at once: lane l of (c0, c1, c2, c3) holds counter l
-/// on entry and its output block on return (rng::philox4x32, lane by lane).
-template <class U>
-VMOER_ALWAYS_INLINE void philox4x32_lanes(U& c0, U& c1, U& c2, U& c3, rng::u32x2 key) {
+/// The four words of a batch of Philox blocks, one block per lane.
+using PhiloxLanes = std::array<xsimd::batch<std::uint32_t>, 4>;
+
+/// Philox4x32-10 of N batches of counters at once: lane l of c[i] holds one counter on
+/// entry and its output block on return (rng::philox4x32, lane by lane). The batches
+/// are independent, so one batch's multiplies run while another's wait: a single batch
+/// is bound by the latency of its ten dependent rounds.
+template <int N>
+VMOER_ALWAYS_INLINE void philox4x32_lanes(PhiloxLanes* c, rng::u32x2 key) {
+  using U = xsimd::batch<std::uint32_t>;
   std::uint32_t k0 = key[0], k1 = key[1];
   for (int r = 0; r < 10; ++r) {
-    U hi0, lo0, hi1, lo1;
-    detail::mul_hi_lo(c0, rng::detail::philox_m0, hi0, lo0);
-    detail::mul_hi_lo(c2, rng::detail::philox_m1, hi1, lo1);
-    c0 = hi1 ^ c1 ^ U(k0);
-    c2 = hi0 ^ c3 ^ U(k1);
-    c1 = lo1;
-    c3 = lo0;
+    for (int i = 0; i < N; ++i) {
+      U hi0, lo0, hi1, lo1;
+      detail::mul_hi_lo(c[i][0], rng::detail::philox_m0, hi0, lo0);
+      detail::mul_hi_lo(c[i][2], rng::detail::philox_m1, hi1, lo1);
+      c[i][0] = hi1 ^ c[i][1] ^ U(k0);
+      c[i][2] = hi0 ^ c[i][3] ^ U(k1);
+      c[i][1] = lo1;
+      c[i][3] = lo0;
+    }
     k0 += rng::detail::philox_w0;
     k1 += rng::detail::philox_w1;
   }
@@ -63,45 +72,61 @@ enum class Across : int {
   samples = 1,  ///< lane l: sample + l (one block of consecutive samples)
 };
 
-/// The four words of the Philox blocks of (purpose, token, sample, block), with lane l
-/// stepping l along `across`, stored to w[j][l] for the first `count` lanes (at most
-/// one batch of 32-bit words).
-inline void philox_blocks(const rng::Stream& s, rng::Purpose p, std::uint32_t token, std::uint32_t sample,
-                          std::uint32_t block, Across across, std::uint32_t* const w[4], Index count) {
+/// The Philox blocks of (purpose, token, sample, block) for N batches, into out[0..N):
+/// lane l of batch i steps l along `across`, and batch i starts i batches further along
+/// it for Across::blocks (block + i W + l) or i blocks further for Across::samples
+/// (sample + l, block + i).
+template <int N>
+VMOER_ALWAYS_INLINE void philox_batches(const rng::Stream& s, rng::Purpose p, std::uint32_t token,
+                                        std::uint32_t sample, std::uint32_t block, Across across,
+                                        PhiloxLanes* out) {
   using U = xsimd::batch<std::uint32_t>;
-  alignas(64) std::uint32_t lane[U::size], out[4][U::size];
+  alignas(64) std::uint32_t lane[U::size];
   for (std::size_t l = 0; l < U::size; ++l) lane[l] = std::uint32_t(l);
-  const rng::u32x4 c = s.counter(p, token, sample, block);
-  U words[4] = {U(c[0]), U(c[1]), U(c[2]), U(c[3])};
-  words[int(across)] += U::load_aligned(lane);
-  philox4x32_lanes(words[0], words[1], words[2], words[3], s.key());
-  for (int j = 0; j < 4; ++j) {
-    if (count >= Index(U::size)) {
-      words[j].store_unaligned(w[j]);
-      continue;
-    }
-    words[j].store_aligned(out[j]);
-    for (Index l = 0; l < count; ++l) w[j][l] = out[j][l];
+  const std::uint32_t step = across == Across::blocks ? std::uint32_t(U::size) : 1u;
+  for (int i = 0; i < N; ++i) {
+    const rng::u32x4 c = s.counter(p, token, sample, block + std::uint32_t(i) * step);
+    for (int j = 0; j < 4; ++j) out[i][j] = U(c[j]);
+    out[i][int(across)] += U::load_aligned(lane);
+  }
+  philox4x32_lanes<N>(out, s.key());
+}
+
+namespace detail {
+
+// philox_pairs' words for blocks b0 .. b0 + n - 1, from N batches (n <= N W).
+template <int N>
+inline void philox_pairs_of(const rng::Stream& s, rng::Purpose p, std::uint32_t token, std::uint32_t sample,
+                            Index b0, Index n, std::uint32_t* VMOER_RESTRICT x, std::uint32_t* VMOER_RESTRICT y) {
+  constexpr Index w = Index(xsimd::batch<std::uint32_t>::size);
+  PhiloxLanes words[N];
+  philox_batches<N>(s, p, token, sample, std::uint32_t(b0), Across::blocks, words);
+  alignas(64) std::uint32_t out[N][4][w];
+  for (int i = 0; i < N; ++i)
+    for (int j = 0; j < 4; ++j) words[i][j].store_aligned(out[i][j]);
+  for (Index l = 0; l < n; ++l) {
+    const Index b = b0 + l;
+    const auto& word = out[l / w];
+    x[2 * b] = word[0][l % w];
+    y[2 * b] = word[1][l % w];
+    x[2 * b + 1] = word[2][l % w];
+    y[2 * b + 1] = word[3][l % w];
   }
 }
+
+}  // namespace detail
 
 /// Philox words of `blocks` consecutive blocks, split into first (x) and second (y)
 /// words of each Box-Muller pair: x[2b + j] = w[2j], y[2b + j] = w[2j + 1].
 inline void philox_pairs(const rng::Stream& s, rng::Purpose p, std::uint32_t token, std::uint32_t sample,
                          Index blocks, std::uint32_t* VMOER_RESTRICT x, std::uint32_t* VMOER_RESTRICT y) {
   constexpr Index w = Index(xsimd::batch<std::uint32_t>::size);
-  alignas(64) std::uint32_t words[4][w];
-  std::uint32_t* const rows[4] = {words[0], words[1], words[2], words[3]};
-  for (Index b0 = 0; b0 < blocks; b0 += w) {
-    const Index n = blocks - b0 < w ? blocks - b0 : w;
-    philox_blocks(s, p, token, sample, std::uint32_t(b0), Across::blocks, rows, n);
-    for (Index l = 0; l < n; ++l) {
-      const Index b = b0 + l;
-      x[2 * b] = words[0][l];
-      y[2 * b] = words[1][l];
-      x[2 * b + 1] = words[2][l];
-      y[2 * b + 1] = words[3][l];
-    }
+  for (Index b0 = 0; b0 < blocks; b0 += 2 * w) {
+    const Index n = blocks - b0 < 2 * w ? blocks - b0 : 2 * w;
+    if (n > w)
+      detail::philox_pairs_of<2>(s, p, token, sample, b0, n, x, y);
+    else  // a second batch would be wasted
+      detail::philox_pairs_of<1>(s, p, token, sample, b0, n, x, y);
   }
 }
 
@@ -156,7 +181,7 @@ VMOER_ALWAYS_INLINE void sincos_turn(const xsimd::batch<std::uint32_t>& y, batch
 }  // namespace detail
 
 /// Box-Muller on one batch of word pairs (rng::box_muller's mapping): u from x[j], the
-/// angle from y[j], giving (r sin v, r cos v) lane by lane.
+/// angle from y[j], giving (r sin v, r cos v) lane by lane (j < batch<T>::size).
 template <class T>
 VMOER_ALWAYS_INLINE void box_muller(const std::uint32_t* x, const std::uint32_t* y, batch<T>& sin_part,
                                     batch<T>& cos_part) {

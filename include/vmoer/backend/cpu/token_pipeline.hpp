@@ -85,7 +85,7 @@ class TokenPipeline {
     if constexpr (!Selector::learned_tau) fixed_tau_ = T(selector.temperature());
     // One allocation for every per-token array: a decode step builds a pipeline per
     // call, and a dozen separate allocations cost more than its routing.
-    Lanes* arrays[] = {&mu_, &z_, &zt_, &p_, &q_, &acc_p_, &acc_p2_, &acc_q_, &acc_q1_, &acc_z_, &acc_z2_, &inv_tau_};
+    Lanes* arrays[] = {&mu_, &z_, &zt_, &p_, &q_, &acc_p_, &center_, &gate_, &acc_q_, &acc_q1_, &acc_z_, &acc_z2_, &inv_tau_};
     arena_.assign(std::size(arrays) * std::size_t(padded_) + std::size_t(noise_padded_ + conv_.top_k), T(0));
     T* next = arena_.data();  // every piece is a whole number of SIMD batches, so each stays aligned
     for (Lanes* v : arrays) next = v->take(next, padded_);
@@ -98,7 +98,9 @@ class TokenPipeline {
       if (across_samples_) {
         noise_ = posterior.noise_size();
         const Index noise_blocks = (noise_ + 3) / 4;
-        sample_lanes_.resize(std::size_t(4 * noise_blocks + 3 * experts_));
+        sample_lanes_.resize(std::size_t(4 * noise_blocks + 2 * experts_));
+        // Philox runs two batches of blocks at a time: room for an even count.
+        sample_words_.resize(std::size_t(4 * (noise_blocks + noise_blocks % 2)) * xsimd::batch<std::uint32_t>::size);
       }
     }
     if constexpr (moment_matched) {
@@ -118,8 +120,13 @@ class TokenPipeline {
   void run(const TokenInput<T>& in, const TokenOutput<T>& out) {
     const T neg_inf = -std::numeric_limits<T>::infinity();
     for (Index e = 0; e < padded_; ++e) mu_[e] = e < experts_ ? in.mu[e] : neg_inf;
-    for (auto* v : {&acc_p_, &acc_p2_, &acc_q_, &acc_q1_, &acc_z_, &acc_z2_}) std::fill(v->begin(), v->end(), T(0));
+    for (auto* v : {&acc_p_, &acc_q_, &acc_q1_, &acc_z_, &acc_z2_}) std::fill(v->begin(), v->end(), T(0));
+    squares_ = T(0);
     const T tau_mean = set_temperature(in);
+    if (samples_ > 1) {  // center_ = softmax(mu / T), near the mean gate distribution
+      for (Index i = 0; i < padded_; ++i) zt_[i] = mu_[i] * inv_tau_[i];
+      softmax_entropy(zt_.data(), center_.data(), experts_, padded_);
+    }
     const bool tempered = tau_mean != T(1) || in.tau_width > 1;
     const bool separate_scores = conv_.score != Score::softmax;
     const bool untempered = sampled_ && tempered;
@@ -148,8 +155,9 @@ class TokenPipeline {
     T& operator[](Index i) const { return ptr[i]; }
   };
 
-  // Draws the S samples and leaves acc_p_ = mean gate distribution, scores_ and
-  // weight_scores_ = the (tempered, untempered) averaged scores; returns sum_s H(p_s).
+  // Draws the S samples and leaves acc_p_ = mean gate distribution, squares_ =
+  // sum_s |p_s - c|^2 (c = center_), scores_ and weight_scores_ = the (tempered,
+  // untempered) averaged scores; returns sum_s H(p_s).
   T average_samples(const TokenInput<T>& in, bool tempered, bool separate_scores, bool untempered) {
     using B = batch<T>;
     constexpr Index w = Index(B::size);
@@ -179,11 +187,14 @@ class TokenPipeline {
         zt = zt_.data();
       }
       entropy_sum += softmax_entropy(zt, p_.data(), experts_, padded_);
+      B square(T(0));
       for (Index i = 0; i < padded_; i += w) {
         const B pi = B::load_aligned(p_.data() + i);
         (B::load_aligned(acc_p_.data() + i) + pi).store_aligned(acc_p_.data() + i);
-        xsimd::fma(pi, pi, B::load_aligned(acc_p2_.data() + i)).store_aligned(acc_p2_.data() + i);
+        const B d = pi - B::load_aligned(center_.data() + i);
+        square = xsimd::fma(d, d, square);
       }
+      squares_ += reduce_add(square);
       if (aggregate_ == Aggregate::probs) {
         if (separate_scores) {
           score(zt, q_.data());
@@ -232,33 +243,40 @@ class TokenPipeline {
   // no horizontal reduction per sample, which at E = 64 costs about as much as the
   // arithmetic. The normals are the same as cpu::normals' (same Philox words, same
   // Box-Muller); only the order of the sums over samples and experts differs.
-  // Leaves the sums over samples of p and p^2 in acc_p_, acc_p2_; returns sum_s H(p_s).
+  // Leaves the sum over samples of p in acc_p_ and adds sum_s |p_s - c|^2 to squares_;
+  // returns sum_s H(p_s).
   T draw_across_samples(const TokenInput<T>& in, bool tempered) {
     using B = batch<T>;
-    constexpr Index w = Index(B::size);
+    constexpr Index w = Index(B::size), words_per_batch = Index(xsimd::batch<std::uint32_t>::size);
     const Index noise_blocks = (noise_ + 3) / 4;
     B* eps = sample_lanes_.data();
     B* z = eps + 4 * noise_blocks;
     B* acc = z + experts_;
-    B* acc2 = acc + experts_;
-    for (Index e = 0; e < experts_; ++e) acc[e] = acc2[e] = B(T(0));
-    B entropy_acc(T(0));
-    alignas(64) std::uint32_t words[4][w];  // w <= the 32-bit words of a batch (fewer in double)
-    std::uint32_t* const rows[4] = {words[0], words[1], words[2], words[3]};
+    for (Index e = 0; e < experts_; ++e) acc[e] = B(T(0));
+    B entropy_acc(T(0)), squares(T(0));
     alignas(64) T lane_index[w];
     for (Index l = 0; l < w; ++l) lane_index[l] = T(l);
+    std::uint32_t* const words = sample_words_.data();  // block b, word j: words + (4 b + j) * words_per_batch
     for (Index s0 = 0; s0 < samples_; s0 += w) {
-      for (Index b = 0; b < noise_blocks; ++b) {  // lane l: sample s0 + l
-        philox_blocks(stream_, rng::Purpose::logit_noise, in.token, std::uint32_t(s0), std::uint32_t(b),
-                      Across::samples, rows, w);
-        box_muller<T>(words[0], words[1], eps[4 * b], eps[4 * b + 1]);
-        box_muller<T>(words[2], words[3], eps[4 * b + 2], eps[4 * b + 3]);
+      // Every Philox block first, two batches at a time, then every Box-Muller pair:
+      // the iterations of each loop are independent, so they overlap in the core.
+      for (Index b = 0; b < noise_blocks; b += 2) {  // lane l: sample s0 + l
+        PhiloxLanes batches[2];
+        philox_batches<2>(stream_, rng::Purpose::logit_noise, in.token, std::uint32_t(s0), std::uint32_t(b),
+                          Across::samples, batches);
+        for (Index i = 0; i < 2; ++i)
+          for (Index j = 0; j < 4; ++j) batches[i][j].store_aligned(words + (4 * (b + i) + j) * words_per_batch);
+      }
+      for (Index b = 0; b < noise_blocks; ++b) {
+        const std::uint32_t* block = words + 4 * b * words_per_batch;
+        box_muller<T>(block, block + words_per_batch, eps[4 * b], eps[4 * b + 1]);
+        box_muller<T>(block + 2 * words_per_batch, block + 3 * words_per_batch, eps[4 * b + 2], eps[4 * b + 3]);
       }
       for (Index e = 0; e < experts_; ++e) z[e] = B(mu_[e]);
       Posterior::covariance::add_noise(in.scale, eps, z, experts_, rank_);
       if (tempered)
         for (Index e = 0; e < experts_; ++e) z[e] *= B(inv_tau_[e]);
-      // p = softmax(z) and H(p) = log(sum) - sum_e p_e (z_e - max), per lane.
+      // p = softmax(z), H(p) = log(sum) - sum_e p_e (z_e - max) and |p - c|^2, per lane.
       B m = z[0];
       for (Index e = 1; e < experts_; ++e) m = xsimd::max(m, z[e]);
       B sum(T(0)), weighted(T(0));
@@ -271,16 +289,16 @@ class TokenPipeline {
       const auto live = B::load_aligned(lane_index) < B(T(samples_ - s0));  // lanes past S add nothing
       const B inv = xsimd::select(live, B(T(1)) / sum, B(T(0)));
       entropy_acc += xsimd::select(live, xsimd::log(sum), B(T(0))) - weighted * inv;
+      B square(T(0));
       for (Index e = 0; e < experts_; ++e) {
-        const B p = z[e] * inv;
+        const B p = z[e] * inv, d = p - B(center_[e]);
         acc[e] += p;
-        acc2[e] = xsimd::fma(p, p, acc2[e]);
+        square = xsimd::fma(d, d, square);
       }
+      squares += xsimd::select(live, square, B(T(0)));
     }
-    for (Index e = 0; e < experts_; ++e) {
-      acc_p_[e] = reduce_add(acc[e]);
-      acc_p2_[e] = reduce_add(acc2[e]);
-    }
+    for (Index e = 0; e < experts_; ++e) acc_p_[e] = reduce_add(acc[e]);
+    squares_ += reduce_add(squares);
     return reduce_add(entropy_acc);
   }
 
@@ -335,7 +353,7 @@ class TokenPipeline {
     evaluate(inv_tau_.data(), acc_p_.data(), separate_scores ? acc_q_.data() : acc_p_.data());
     scores_ = weight_scores_ = separate_scores ? acc_q_.data() : acc_p_.data();
     if (untempered) {
-      evaluate(ones_.data(), acc_p2_.data(), acc_q1_.data());  // acc_p2_: scratch gate
+      evaluate(ones_.data(), gate_.data(), acc_q1_.data());  // the untempered gate is not used
       weight_scores_ = acc_q1_.data();
     }
     if (aggregate_ == Aggregate::logits) {  // score(mean logits): drop the covariance
@@ -359,7 +377,15 @@ class TokenPipeline {
     const T mi = h - entropy_sum * inv_s;
     // One sample has no epistemic part: 0 exactly, not the rounding of H(p) - H(p).
     *out.mutual_information = samples_ > 1 && mi > T(0) ? mi : T(0);
-    *out.mc_variance = samples_ > 1 ? sample_variance(acc_p_.data(), acc_p2_.data(), T(1)) : T(0);
+    // sum_e Var_s p_s(e) = (sum_s |p_s - c|^2 - S |p - c|^2) / (S - 1) for any c; with c
+    // near p the two terms are of the size of the spread, so little cancels.
+    T mc = T(0);
+    if (samples_ > 1) {
+      T offset = T(0);
+      for (Index e = 0; e < experts_; ++e) offset += (acc_p_[e] - center_[e]) * (acc_p_[e] - center_[e]);
+      mc = (squares_ - T(samples_) * offset) / T(samples_ - 1);
+    }
+    *out.mc_variance = mc > T(0) ? mc : T(0);
     if constexpr (Posterior::weight_space) {  // no closed form: the sample estimate of tr Cov(z)
       const T mean_scale = aggregate_ == Aggregate::logits ? T(1) : inv_s;  // acc_z_ already averaged for logits
       *out.logit_variance = samples_ > 1 ? sample_variance(acc_z_.data(), acc_z2_.data(), mean_scale) : T(0);
@@ -437,12 +463,14 @@ class TokenPipeline {
   T fixed_tau_ = T(1);
   std::vector<float> bias_;
   buffer arena_;
-  Lanes mu_, z_, zt_, p_, q_, acc_p_, acc_p2_, acc_q_, acc_q1_, acc_z_, acc_z2_, inv_tau_, eps_, keys_;
+  Lanes mu_, z_, zt_, p_, q_, acc_p_, center_, gate_, acc_q_, acc_q1_, acc_z_, acc_z2_, inv_tau_, eps_, keys_;
+  T squares_ = T(0);  // sum_s |p_s - c|^2, c = center_
   std::vector<std::uint32_t> words_;  // Philox words: Box-Muller first halves, then second halves
   const T* scores_ = nullptr;         // averaged scores used for selection
   const T* weight_scores_ = nullptr;  // averaged scores used for the weights
   Index noise_ = 0;                   // normals per sample (moment matching, draws across samples)
   std::vector<batch<T>, xsimd::aligned_allocator<batch<T>>> sample_lanes_;  // draw_across_samples' arrays
+  std::vector<std::uint32_t, xsimd::aligned_allocator<std::uint32_t>> sample_words_;  // ... and Philox words
   Expansion expansion_ = Expansion::second_order;
   std::vector<T> factor_, sigma_, tempered_sigma_, ones_;
 };

@@ -239,11 +239,13 @@ __global__ void __launch_bounds__(route_warps * 32) route_tokens(TokenBatch b) {
   // The S samples: gate distributions, their sums and the aggregated scores.
   const Score score_kind = b.conv.score;
   const bool by_logits = b.aggregate == Aggregate::logits, separate = score_kind != Score::softmax;
-  float acc_p[N], acc_p2[N], acc_q[N];  // acc_q: sum of scores (separate) or of logits (by_logits)
+  float acc_p[N], acc_q[N];  // acc_q: sum of scores (separate) or of logits (by_logits)
 #pragma unroll
-  for (int q = 0; q < N; ++q) acc_p[q] = acc_p2[q] = acc_q[q] = 0.f;
-  float entropy_sum = 0.f;
+  for (int q = 0; q < N; ++q) acc_p[q] = acc_q[q] = 0.f;
+  float entropy_sum = 0.f, squares = 0.f;  // squares: this lane's part of sum_s |p_s - c|^2
   const Index samples = Draws && gaussian ? b.samples : 1;
+  float center[N];  // c = softmax(mu), near the mean gate distribution (see mc_variance below)
+  softmax_entropy(mu, center, lane, experts);
   for (Index s = 0; s < samples; ++s) {
     float z[N], p[N];
 #pragma unroll
@@ -253,7 +255,8 @@ __global__ void __launch_bounds__(route_warps * 32) route_tokens(TokenBatch b) {
 #pragma unroll
     for (int q = 0; q < N; ++q) {
       acc_p[q] += p[q];
-      acc_p2[q] = fmaf(p[q], p[q], acc_p2[q]);
+      const float d = p[q] - center[q];
+      squares = fmaf(d, d, squares);
       if (lane_expert(q, lane) < experts) {
         if (by_logits)
           acc_q[q] += z[q];
@@ -275,18 +278,19 @@ __global__ void __launch_bounds__(route_warps * 32) route_tokens(TokenBatch b) {
   }
 
   // Signals from the mean gate distribution.
-  float h = 0.f, mc = 0.f;
-  const float unbiased = samples > 1 ? 1.f / float(samples - 1) : 0.f;  // mc_variance is 0 for one sample
+  // mc_variance = sum_e Var_s p_s(e) = (sum_s |p_s - c|^2 - S |p - c|^2) / (S - 1), as on
+  // the CPU: with c near p, little cancels.
+  float h = 0.f, offset = 0.f;
 #pragma unroll
   for (int q = 0; q < N; ++q) {
     if (lane_expert(q, lane) >= experts) continue;
     const float m = acc_p[q] * inv_s;
     if (m > 0.f) h -= m * logf(m);
-    const float v = (acc_p2[q] - float(samples) * m * m) * unbiased;
-    mc += v > 0.f ? v : 0.f;
+    offset = fmaf(m - center[q], m - center[q], offset);
   }
   h = warp_sum(h);
-  mc = warp_sum(mc);
+  const float spread = warp_sum(squares) - float(samples) * warp_sum(offset);
+  const float mc = samples > 1 && spread > 0.f ? spread / float(samples - 1) : 0.f;
   const DeviceRouting& o = b.out;
   if (lane == 0) {
     const float mi = h - entropy_sum * inv_s;
