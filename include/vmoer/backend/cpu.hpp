@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cmath>
 #include <exception>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,6 +48,15 @@ struct TileScratch {
   Matrix<T> samples;   ///< [tile * S, E]: logit samples of a weight-space posterior
   projection_scratch<T> lanes;
 };
+
+/// One thread's scratch and pipeline of type P, kept between route() calls so that a
+/// decode loop (a token per call) allocates nothing after its first step. route() does
+/// not re-enter itself on a thread, so one of each per thread suffices.
+template <class P>
+P& thread_local_scratch() {
+  thread_local P scratch;
+  return scratch;
+}
 
 /// Which token failed first, and why.
 struct FirstError {
@@ -198,13 +206,17 @@ void Cpu::route(const Router& router, const MatrixView<In>& hidden, const RouteO
                                       typename Router::selector_type>;
   // One thread's walk over its tiles; `for_tiles` hands it the tile indices.
   auto walk = [&](auto&& for_tiles) {
-    cpu::TileScratch<T> scratch;
-    std::optional<Pipeline> pipeline;
+    auto& scratch = cpu::thread_local_scratch<cpu::TileScratch<T>>();
+    auto& pipeline = cpu::thread_local_scratch<Pipeline>();
+    bool configured = false;
     for_tiles([&](Index b) {
       const Index begin = b * tile, end = std::min(tokens, begin + tile);
       try {
-        if (!pipeline) pipeline.emplace(router.posterior(), router.sampler(), router.selector(), router.stream());
-        cpu::route_tile(router, hidden, begin, end, options, scratch, *pipeline, out, error);
+        if (!configured) {
+          pipeline.configure(router.posterior(), router.sampler(), router.selector(), router.stream());
+          configured = true;
+        }
+        cpu::route_tile(router, hidden, begin, end, options, scratch, pipeline, out, error);
       } catch (const std::exception& e) {  // exceptions must not cross the parallel region
         error.record(begin, e.what());
       }

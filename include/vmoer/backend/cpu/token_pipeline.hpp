@@ -68,29 +68,42 @@ class TokenPipeline {
   static constexpr bool moment_matched = std::is_same_v<Sampler, MomentMatched>;
   static_assert(!(moment_matched && Posterior::weight_space), "MomentMatched needs a logit-space posterior");
 
+  /// An empty pipeline; configure() sets it up.
+  TokenPipeline() = default;
   /// Set-up for the router's policies.
   TokenPipeline(const Posterior& posterior, const Sampler& sampler, const Selector& selector,
-                const rng::Stream& stream)
-      : conv_(selector.convention),
-        stream_(stream),
-        experts_(posterior.experts()),
-        padded_(padded<T>(experts_)),
-        noise_padded_(padded<T>((posterior.noise_size() + 1) / 2) * 2),
-        rank_(posterior.rank()),
-        samples_(Posterior::stochastic && Sampler::draws ? sampler.samples : 1),
-        aggregate_(sampler.aggregate),
-        sampled_(selector.sampled()) {
+                const rng::Stream& stream) {
+    configure(posterior, sampler, selector, stream);
+  }
+
+  /// (Re)sets the pipeline for the router's policies. The buffers keep their capacity,
+  /// so a pipeline kept between calls (a decode loop's) allocates nothing once warm.
+  void configure(const Posterior& posterior, const Sampler& sampler, const Selector& selector,
+                 const rng::Stream& stream) {
+    conv_ = selector.convention;
+    stream_ = stream;
+    experts_ = posterior.experts();
+    padded_ = padded<T>(experts_);
+    noise_padded_ = padded<T>((posterior.noise_size() + 1) / 2) * 2;
+    rank_ = posterior.rank();
+    samples_ = Posterior::stochastic && Sampler::draws ? sampler.samples : 1;
+    aggregate_ = sampler.aggregate;
+    sampled_ = selector.sampled();
+    bias_.clear();
     if constexpr (requires { selector.selection_bias; })
       for (float b : selector.selection_bias) bias_.push_back(b);
+    fixed_tau_ = T(1);
     if constexpr (!Selector::learned_tau) fixed_tau_ = T(selector.temperature());
-    // One allocation for every per-token array: a decode step builds a pipeline per
-    // call, and a dozen separate allocations cost more than its routing.
+    // One arena for every per-token array: a dozen separate buffers cost a decode step
+    // more than its routing.
     Lanes* arrays[] = {&mu_, &z_, &zt_, &p_, &q_, &acc_p_, &center_, &gate_, &acc_q_, &acc_q1_, &acc_z_, &acc_z2_, &inv_tau_};
     arena_.assign(std::size(arrays) * std::size_t(padded_) + std::size_t(noise_padded_ + conv_.top_k), T(0));
     T* next = arena_.data();  // every piece is a whole number of SIMD batches, so each stays aligned
     for (Lanes* v : arrays) next = v->take(next, padded_);
     keys_.take(eps_.take(next, noise_padded_), conv_.top_k);
     words_.assign(std::size_t(noise_padded_), 0);
+    across_samples_ = false;
+    noise_ = 0;
     if constexpr (gaussian_noise && draws_across_samples) {
       // Fewer samples than lanes would leave most lanes idle (and cost more than the loop).
       across_samples_ = aggregate_ == Aggregate::probs && conv_.score == Score::softmax && !sampled_ &&
@@ -372,7 +385,8 @@ class TokenPipeline {
   void finish(const TokenInput<T>& in, const TokenOutput<T>& out, T entropy_sum, T tau_mean) {
     const T inv_s = T(1) / T(samples_);
     // Signals.
-    const T h = entropy(acc_p_.data(), experts_, padded_);
+    // With one sample (or the moment-matched mean) H(p) is entropy_sum already.
+    const T h = samples_ == 1 ? entropy_sum : entropy(acc_p_.data(), experts_, padded_);
     *out.entropy = h;
     const T mi = h - entropy_sum * inv_s;
     // One sample has no epistemic part: 0 exactly, not the rounding of H(p) - H(p).
@@ -456,9 +470,9 @@ class TokenPipeline {
 
   Convention conv_;
   rng::Stream stream_;
-  Index experts_, padded_, noise_padded_, rank_, samples_;
-  Aggregate aggregate_;
-  bool sampled_;
+  Index experts_ = 0, padded_ = 0, noise_padded_ = 0, rank_ = 0, samples_ = 1;
+  Aggregate aggregate_ = Aggregate::probs;
+  bool sampled_ = false;
   bool across_samples_ = false;  // draw_across_samples serves this router
   T fixed_tau_ = T(1);
   std::vector<float> bias_;
