@@ -1,5 +1,8 @@
 // The same seed gives bit-identical routing for any thread count, tile size and
 // batch split (with the token offset carrying the global token index).
+#include <thread>
+#include <vector>
+
 #include "router/compositions.hpp"
 
 using namespace vmoer;
@@ -78,4 +81,33 @@ TEST_CASE("different seeds, layers and token offsets give different samples") {
   CHECK((base.array() != run(2, 0, 0).array()).all());
   CHECK((base.array() != run(1, 1, 0).array()).all());
   CHECK((base.array() != run(1, 0, 1).array()).all());
+}
+
+TEST_CASE("routers taking turns on one thread route as they do on a fresh thread") {
+  // Cpu::route keeps one token pipeline per thread and router type between calls and
+  // reconfigures it per call: sample counts (the draw across lanes or the per-sample
+  // loop), expert counts, selection bias, temperature and convention must not leak
+  // from one router into the next.
+  using MF = Router<MeanField<float>, MonteCarlo, TopK, Cpu>;
+  using DiracTopK = Router<Dirac<float>, MeanOnly, TopK, Cpu>;
+  const ref::Router small = test::random_router<float>(ref::Cov::diagonal, 16, 40, 8, 0, 21);
+  const ref::Router wide = test::random_router<float>(ref::Cov::diagonal, 40, 40, 8, 0, 22);
+  std::vector<float> bias(40);
+  for (std::size_t e = 0; e < bias.size(); ++e) bias[e] = 0.05f * float(e % 7);
+  const Cpu one{.threads = 1};
+  const MF a(test::make_posterior<MeanField<float>>(small), MonteCarlo{.samples = 32},
+             TopK{{.top_k = 4, .normalize = Normalize::sum}}, rng::Stream{5, 1}, one);
+  const MF b(test::make_posterior<MeanField<float>>(wide), MonteCarlo{.samples = 3},
+             TopK{{.top_k = 2, .score = Score::sigmoid}, bias}, rng::Stream{6, 2}, one);
+  const DiracTopK c(test::make_posterior<Dirac<float>>(wide), MeanOnly{}, TopK{{.top_k = 3}, bias}, rng::Stream{}, one);
+  const DiracTopK d(test::make_posterior<Dirac<float>>(small), MeanOnly{}, TopK{{.top_k = 2}}, rng::Stream{}, one);
+  const Matrix<float> x = test::to_matrix<float>(test::random_hidden<float>(19, 40, 23));
+
+  std::vector<Routing<float>> fresh(4);
+  auto route = [&](int i) { return i == 0 ? a.route(x) : i == 1 ? b.route(x) : i == 2 ? c.route(x) : d.route(x); };
+  for (int i = 0; i < 4; ++i) std::thread([&, i] { fresh[std::size_t(i)] = route(i); }).join();
+  for (int turn : {0, 1, 2, 3, 1, 0, 3, 2, 0}) {
+    CAPTURE(turn);
+    require_identical(fresh[std::size_t(turn)], route(turn));
+  }
 }

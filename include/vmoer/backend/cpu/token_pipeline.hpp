@@ -102,8 +102,6 @@ class TokenPipeline {
     for (Lanes* v : arrays) next = v->take(next, padded_);
     keys_.take(eps_.take(next, noise_padded_), conv_.top_k);
     words_.assign(std::size_t(noise_padded_), 0);
-    across_samples_ = false;
-    noise_ = 0;
     if constexpr (gaussian_noise && draws_across_samples) {
       // Fewer samples than lanes would leave most lanes idle (and cost more than the loop).
       across_samples_ = aggregate_ == Aggregate::probs && conv_.score == Score::softmax && !sampled_ &&
