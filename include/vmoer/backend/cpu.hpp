@@ -28,7 +28,9 @@ struct Cpu {
   Index tile = 16;  ///< tokens per work item; results do not depend on it
 
   /// Routes the rows of `hidden` through the router's policies into `out` (resized;
-  /// buffers of the right size are reused).
+  /// buffers of the right size are reused). Each thread that routes keeps its scratch
+  /// (one tile's projections and one token's pipeline) between calls, so a decode loop
+  /// allocates nothing once warm; it is freed when the thread ends.
   template <class Router, class In>
   void route(const Router& router, const MatrixView<In>& hidden, const RouteOptions& options,
              Routing<typename Router::scalar>& out) const;
