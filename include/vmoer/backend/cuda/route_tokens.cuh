@@ -244,8 +244,8 @@ __global__ void __launch_bounds__(route_warps * 32) route_tokens(TokenBatch b) {
   for (int q = 0; q < N; ++q) acc_p[q] = acc_q[q] = 0.f;
   float entropy_sum = 0.f, squares = 0.f;  // squares: this lane's part of sum_s |p_s - c|^2
   const Index samples = Draws && gaussian ? b.samples : 1;
-  float center[N];  // c = softmax(mu), near the mean gate distribution (see mc_variance below)
-  softmax_entropy(mu, center, lane, experts);
+  float center[N] = {};  // c = softmax(mu), near the mean gate distribution (see mc_variance below)
+  if (samples > 1) softmax_entropy(mu, center, lane, experts);  // warp-uniform: S is the batch's
   for (Index s = 0; s < samples; ++s) {
     float z[N], p[N];
 #pragma unroll
