@@ -293,7 +293,7 @@ class TokenPipeline {
       B sum(T(0)), weighted(T(0));
       for (Index e = 0; e < experts_; ++e) {
         const B d = z[e] - m;
-        z[e] = xsimd::exp(d);
+        z[e] = exp_nonpositive(d);
         sum += z[e];
         weighted = xsimd::fma(z[e], d, weighted);
       }

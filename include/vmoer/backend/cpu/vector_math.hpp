@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "vmoer/backend/cpu/simd.hpp"
 #include "vmoer/config.hpp"
@@ -21,6 +22,32 @@ inline xsimd::batch_bool<T> lanes_below(Index start, Index n) {
   return xsimd::batch_cast<T>(xsimd::batch<I>::load_aligned(lane)) < B(T(n - start));
 }
 
+/// exp(d) for d <= 0, a logit minus its maximum; -inf gives 0 and NaN stays NaN.
+/// xsimd's exp screens both overflow and underflow and builds 2^n from integer
+/// bits; on AVX-512 one vscalefps does that, flushing what underflows, and since d <= 0
+/// nothing overflows. About a third fewer operations, for the softmax of every sample.
+template <class T>
+VMOER_ALWAYS_INLINE batch<T> exp_nonpositive(const batch<T>& d) {
+#if XSIMD_WITH_AVX512F
+  if constexpr (std::is_same_v<T, float> && batch<T>::size == 16) {
+    // e^d = 2^n e^f with d = n log 2 + f, |f| <= log(2) / 2, and e^f by Cephes expf's
+    // polynomial (relative error below 1e-7). Below -104 (-inf included) e^d rounds to 0
+    // in float; maxps returns its second operand, d, when d is NaN.
+    const __m512 x = _mm512_max_ps(_mm512_set1_ps(-104.0f), d);
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 f = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);  // log 2 = 0.693359375 - 2.12194440e-4
+    f = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), f);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    for (float c : {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f})
+      p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c));
+    p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(f, f), f), _mm512_set1_ps(1.0f));
+    return batch<T>(_mm512_scalef_ps(p, n));
+  }
+#endif
+  return xsimd::exp(d);
+}
+
 /// p = softmax(z) over n entries (np padded); returns the entropy H(p).
 template <class T>
 inline T softmax_entropy(const T* VMOER_RESTRICT z, T* VMOER_RESTRICT p, Index n, Index np) {
@@ -31,7 +58,7 @@ inline T softmax_entropy(const T* VMOER_RESTRICT z, T* VMOER_RESTRICT p, Index n
   const B mx(reduce_max(m));
   B sum(T(0));
   for (Index i = 0; i < np; i += w) {
-    const B e = xsimd::exp(B::load_aligned(z + i) - mx);
+    const B e = exp_nonpositive(B::load_aligned(z + i) - mx);
     e.store_aligned(p + i);
     sum += e;
   }
