@@ -100,6 +100,7 @@ class TokenPipeline {
     arena_.assign(std::size(arrays) * std::size_t(padded_) + std::size_t(noise_padded_ + conv_.top_k), T(0));
     T* next = arena_.data();  // every piece is a whole number of SIMD batches, so each stays aligned
     for (Lanes* v : arrays) next = v->take(next, padded_);
+    std::fill(inv_tau_.begin(), inv_tau_.end(), T(1) / fixed_tau_);  // tokens with no learned tau keep it
     keys_.take(eps_.take(next, noise_padded_), conv_.top_k);
     words_.assign(std::size_t(noise_padded_), 0);
     if constexpr (gaussian_noise && draws_across_samples) {
@@ -422,11 +423,13 @@ class TokenPipeline {
       for (Index e = 0; e < experts_; ++e) out.probs[e] = scores_[e];
   }
 
-  // Fills inv_tau_ (padded lanes 1) and returns the token's mean temperature.
+  // Fills inv_tau_ (padded lanes 1) with a learned temperature and returns the token's
+  // mean temperature. A fixed one was filled in by configure().
   T set_temperature(const TokenInput<T>& in) {
+    if (!in.tau) return fixed_tau_;
     T sum = T(0);
     for (Index e = 0; e < padded_; ++e) {
-      const T t = in.tau ? (e < experts_ ? in.tau[in.tau_width > 1 ? e : 0] : T(1)) : fixed_tau_;
+      const T t = e < experts_ ? in.tau[in.tau_width > 1 ? e : 0] : T(1);
       inv_tau_[e] = T(1) / t;
       if (e < experts_) sum += t;
     }
