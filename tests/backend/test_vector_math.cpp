@@ -72,6 +72,20 @@ TEST_CASE_TEMPLATE("exp_nonpositive matches exp over the whole range a softmax m
   CHECK(std::isnan(cpu::exp_nonpositive(B(std::numeric_limits<T>::quiet_NaN())).get(0)));
 }
 
+TEST_CASE("reduce_add_16 sums sixteen batches as reduce_add does, bit for bit") {
+  using B = cpu::batch<float>;
+  std::srand(5);
+  B v[16];
+  for (B& b : v) {  // magnitudes over 2^-20 .. 2^20, so that a different pairing rounds differently
+    alignas(64) float lanes[B::size];
+    for (float& l : lanes) l = std::ldexp(float(std::rand()) / RAND_MAX - 0.5f, std::rand() % 41 - 20);
+    b = B::load_aligned(lanes);
+  }
+  B sums;
+  if (!cpu::reduce_add_16(v, sums)) return;  // no tree on this architecture: callers use reduce_add
+  for (int j = 0; j < 16; ++j) CHECK(sums.get(std::size_t(j)) == cpu::reduce_add(v[j]));
+}
+
 TEST_CASE("entropy treats zero probabilities as contributing nothing") {
   const Index np = cpu::padded<float>(5);
   buffer<float> p(static_cast<std::size_t>(np), 0.f);

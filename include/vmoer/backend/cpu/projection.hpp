@@ -61,28 +61,47 @@ template <class T, int MR, int NR>
 inline void dot_block(const T* VMOER_RESTRICT x, Index ldx, const T* VMOER_RESTRICT w, Index ldw, Index k0,
                       Index k1, batch<T>* VMOER_RESTRICT acc, const BlockOutput<T>* out) {
   using B = batch<T>;
-  B a[MR][NR];
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) a[i][j] = k0 == 0 ? B(T(0)) : acc[i * NR + j];
+  B a[MR * NR];  // a[i * NR + j]: row i of X against row j of W
+  for (int c = 0; c < MR * NR; ++c) a[c] = k0 == 0 ? B(T(0)) : acc[c];
   for (Index p = k0; p < k1; p += Index(B::size)) {
     B xs[MR];
     for (int i = 0; i < MR; ++i) xs[i] = in_register(B::load_unaligned(x + i * ldx + p));
     for (int j = 0; j < NR; ++j) {
       const B wj = in_register(B::load_unaligned(w + j * ldw + p));
-      for (int i = 0; i < MR; ++i) a[i][j] = xsimd::fma(xs[i], wj, a[i][j]);
+      for (int i = 0; i < MR; ++i) a[i * NR + j] = xsimd::fma(xs[i], wj, a[i * NR + j]);
     }
   }
   if (!out) {  // more slabs follow: park the lanes (a store and reload is exact)
-    for (int i = 0; i < MR; ++i)
-      for (int j = 0; j < NR; ++j) acc[i * NR + j] = a[i][j];
+    for (int c = 0; c < MR * NR; ++c) acc[c] = a[c];
     return;
   }
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) {
-      T s = reduce_add(a[i][j]);
-      for (Index p = k1; p < out->k; ++p) s = std::fma(x[i * ldx + p], w[j * ldw + p], s);
-      out->y[i * out->ldy + j] = out->bias ? s + out->bias[j] : s;
+  auto finish = [&](auto sum) {  // sum(c): the horizontal sum of a[c]
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) {
+        T s = sum(i * NR + j);
+        for (Index p = k1; p < out->k; ++p) s = std::fma(x[i * ldx + p], w[j * ldw + p], s);
+        out->y[i * out->ldy + j] = out->bias ? s + out->bias[j] : s;
+      }
+  };
+  if constexpr (MR * NR == 16) {  // the same sums, bit for bit, in one tree where there is one
+    B all;
+    if (reduce_add_16(a, all)) {
+      alignas(64) T sums[MR * NR];
+      all.store_aligned(sums);
+      if (k1 < out->k) return finish([&](int c) { return sums[c]; });
+      // No tail (k a whole number of batches, as in every encoder head): the same
+      // additions, in rows of four that the compiler vectorises.
+      for (int i = 0; i < MR; ++i) {
+        T* y = out->y + i * out->ldy;
+        if (out->bias)
+          for (int j = 0; j < NR; ++j) y[j] = sums[i * NR + j] + out->bias[j];
+        else
+          for (int j = 0; j < NR; ++j) y[j] = sums[i * NR + j];
+      }
+      return;
     }
+  }
+  finish([&](int c) { return reduce_add(a[c]); });
 }
 
 // Edge blocks (m % 4, n % 4) use the same template with fewer rows or columns,
