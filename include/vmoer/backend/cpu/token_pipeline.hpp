@@ -309,7 +309,9 @@ class TokenPipeline {
       }
       squares += xsimd::select(live, square, B(T(0)));
     }
-    for (Index e = 0; e < experts_; ++e) acc_p_[e] = reduce_add(acc[e]);
+    Index e = 0;
+    for (B sums; e + 16 <= experts_ && reduce_add_16(acc + e, sums); e += 16) sums.store_aligned(acc_p_.data() + e);
+    for (; e < experts_; ++e) acc_p_[e] = reduce_add(acc[e]);
     squares_ += reduce_add(squares);
     return reduce_add(entropy_acc);
   }
