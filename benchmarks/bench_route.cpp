@@ -325,7 +325,7 @@ enum class Part {
   normals_simd,     // cpu::normals: S x E normals per token (vectorised Philox + Box-Muller)
   normals_scalar,   // rng::normals, the scalar reference, same count
   softmax,          // cpu::softmax_entropy, S per token
-  topk,             // selection::select_top_k + combine_weights, once per token
+  topk,             // cpu::select_top_k + combine_weights, once per token
   pipeline_dirac,   // TokenPipeline<Dirac, MeanOnly, TopK>::run: everything after the projection
   pipeline_mean_field,  // TokenPipeline<MeanField, MonteCarlo(S), TopK>::run
 };
@@ -442,7 +442,8 @@ void bench_part(benchmark::State& st, Part part, Shape s) {
         break;
       case Part::topk:
         for (Index t = 0; t < s.T; ++t) {
-          selection::select_top_k(tokens.mu.data() + t * E, nullptr, E, conv, ids.data() + t * s.K, keys.data());
+          std::copy(tokens.mu.data() + t * E, tokens.mu.data() + (t + 1) * E, z.begin());  // padded, as in the pipeline
+          cpu::select_top_k(z.data(), nullptr, E, np, conv, ids.data() + t * s.K, keys.data());
           selection::combine_weights(tokens.mu.data() + t * E, E, ids.data() + t * s.K, conv,
                                      weights.data() + t * s.K);
         }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "vmoer/backend/cpu/normals.hpp"
+#include "vmoer/backend/cpu/top_k.hpp"
 #include "vmoer/backend/cpu/vector_math.hpp"
 #include "vmoer/routing.hpp"
 #include "vmoer/sampler/moment_matched.hpp"
@@ -91,7 +92,10 @@ class TokenPipeline {
     sampled_ = selector.sampled();
     bias_.clear();
     if constexpr (requires { selector.selection_bias; })
-      for (float b : selector.selection_bias) bias_.push_back(b);
+      if (!selector.selection_bias.empty()) {  // padded, for select_top_k's batches
+        bias_.assign(std::size_t(padded_), 0.0f);
+        std::copy(selector.selection_bias.begin(), selector.selection_bias.end(), bias_.begin());
+      }
     fixed_tau_ = T(1);
     if constexpr (!Selector::learned_tau) fixed_tau_ = T(selector.temperature());
     // One arena for every per-token array: a dozen separate buffers cost a decode step
@@ -415,8 +419,7 @@ class TokenPipeline {
     if (sampled_)
       selection::sample_top_k(scores_, experts_, conv_.top_k, stream_, in.token, out.ids, keys_.data());
     else
-      selection::select_top_k(scores_, bias_.empty() ? nullptr : bias_.data(), experts_, conv_, out.ids,
-                              keys_.data());
+      select_top_k(scores_, bias_.empty() ? nullptr : bias_.data(), experts_, padded_, conv_, out.ids, keys_.data());
     selection::combine_weights(weight_scores_, experts_, out.ids, conv_, out.weights);
 
     if (out.logits)
@@ -478,7 +481,7 @@ class TokenPipeline {
   bool sampled_ = false;
   bool across_samples_ = false;  // draw_across_samples serves this router
   T fixed_tau_ = T(1);
-  std::vector<float> bias_;
+  std::vector<float, xsimd::aligned_allocator<float>> bias_;  // padded to padded_ when set
   buffer arena_;
   Lanes mu_, z_, zt_, p_, q_, acc_p_, center_, gate_, acc_q_, acc_q1_, acc_z_, acc_z2_, inv_tau_, eps_, keys_;
   T squares_ = T(0);  // sum_s |p_s - c|^2, c = center_
