@@ -68,6 +68,27 @@ TEST_CASE("cpu::philox_pairs gives the scalar stream's words for any block count
   }
 }
 
+TEST_CASE("cpu::philox_batches gives the scalar stream's blocks stepping either counter word") {
+  // Only the stepped word enters as a batch; the others stay scalars through the first
+  // rounds. A word kept scalar one round too long, or the wrong word stepped, fails.
+  using vmoer::cpu::Across;
+  const vmoer::rng::Stream s{0x0123456789abcdefull, 7};
+  const auto p = vmoer::rng::Purpose::logit_noise;
+  const std::uint32_t token = 11, sample = 3, block = 5, lanes = std::uint32_t(xsimd::batch<std::uint32_t>::size);
+  vmoer::cpu::PhiloxLanes by_block[2], by_sample[2];
+  vmoer::cpu::philox_batches<2, Across::blocks>(s, p, token, sample, block, by_block);
+  vmoer::cpu::philox_batches<2, Across::samples>(s, p, token, sample, block, by_sample);
+  for (std::uint32_t i = 0; i < 2; ++i)
+    for (std::uint32_t l = 0; l < lanes; ++l) {
+      const u32x4 want_block = s.block(p, token, sample, block + i * lanes + l);
+      const u32x4 want_sample = s.block(p, token, sample + l, block + i);
+      const auto& b = by_block[i];
+      const auto& t = by_sample[i];
+      CHECK(u32x4{{b[0].get(l), b[1].get(l), b[2].get(l), b[3].get(l)}} == want_block);
+      CHECK(u32x4{{t[0].get(l), t[1].get(l), t[2].get(l), t[3].get(l)}} == want_sample);
+    }
+}
+
 #if defined(VMOER_HAVE_RANDOM123)
 TEST_CASE("philox4x32-10 matches Random123 on a sweep of counters and keys") {
   std::uint32_t state = 12345;

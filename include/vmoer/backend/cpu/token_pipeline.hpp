@@ -278,8 +278,8 @@ class TokenPipeline {
       // the iterations of each loop are independent, so they overlap in the core.
       for (Index b = 0; b < noise_blocks; b += 2) {  // lane l: sample s0 + l
         PhiloxLanes batches[2];
-        philox_batches<2>(stream_, rng::Purpose::logit_noise, in.token, std::uint32_t(s0), std::uint32_t(b),
-                          Across::samples, batches);
+        philox_batches<2, Across::samples>(stream_, rng::Purpose::logit_noise, in.token, std::uint32_t(s0),
+                                            std::uint32_t(b), batches);
         for (Index i = 0; i < 2; ++i)
           for (Index j = 0; j < 4; ++j) batches[i][j].store_aligned(words + (4 * (b + i) + j) * words_per_batch);
       }
