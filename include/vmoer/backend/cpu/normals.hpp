@@ -208,28 +208,31 @@ VMOER_ALWAYS_INLINE batch<float> log_unit(const batch<float>& u) {
 }
 
 // sin and cos of the angle v = 2 pi (y + 1/2) 2^-32 of a word y (rng::angle). The
-// reduction to the nearest quarter turn is exact in integers: v = (q + d 2^-30) pi/2
-// with q the top two bits rounded and |d| <= 2^29, so only |r| <= pi/4 meets the
+// reduction to the nearest quarter turn is exact in integers: y = q 2^30 + d with
+// |d| <= 2^29, so v = (q + (d + 1/2) 2^-30) pi/2 and only |r| <= pi/4 meets the
 // polynomials (Cephes sinf/cosf). More accurate than reducing a rounded float angle.
+// Bit tricks instead of computing q: t = y + 2^29 holds q in its top two bits, and
+// y << 2 read as signed is 4d.
 VMOER_ALWAYS_INLINE void sincos_turn(const xsimd::batch<std::uint32_t>& y, batch<float>& sin_v, batch<float>& cos_v) {
   using B = batch<float>;
   using U = xsimd::batch<std::uint32_t>;
   using I = xsimd::batch<std::int32_t>;
-  const U q = (y + U(1u << 29)) >> 30;  // wraps to 0 past the last quarter, as the angle does
-  const I d = xsimd::bitwise_cast<I>(y - (q << 30));
+  const U t = y + U(1u << 29);  // wraps to quarter 0 past the last quarter, as the angle does
   constexpr double step = 1.5707963267948966 / 1073741824.0;  // (pi/2) 2^-30
-  const B r = xsimd::fma(xsimd::batch_cast<float>(d), B(float(step)), B(float(step / 2)));
+  const B r = xsimd::fma(xsimd::batch_cast<float>(xsimd::bitwise_cast<I>(y << 2)), B(float(step / 4)),
+                         B(float(step / 2)));
   const B r2 = r * r;
   B ps(-1.9515295891e-4f), pc(2.443315711809948e-5f);
   ps = xsimd::fma(xsimd::fma(ps, r2, B(8.3321608736e-3f)), r2, B(-1.6666654611e-1f));
   pc = xsimd::fma(xsimd::fma(pc, r2, B(-1.388731625493765e-3f)), r2, B(4.166664568298827e-2f));
   const B s = xsimd::fma(ps * r2, r, r);
   const B c = xsimd::fma(pc * r2, r2, xsimd::fnma(B(0.5f), r2, B(1.0f)));
-  // Quarter q: (sin, cos) = (s, c), (c, -s), (-s, -c), (-c, s).
-  const auto odd = xsimd::bool_cast(xsimd::bitwise_cast<I>(q & U(1)) != I(0));
-  const U sin_sign = (q & U(2)) << 30, cos_sign = ((q + U(1)) & U(2)) << 30;
-  sin_v = xsimd::bitwise_cast<B>(xsimd::bitwise_cast<U>(xsimd::select(odd, c, s)) ^ sin_sign);
-  cos_v = xsimd::bitwise_cast<B>(xsimd::bitwise_cast<U>(xsimd::select(odd, s, c)) ^ cos_sign);
+  // Quarter q: (sin, cos) = (s, c), (c, -s), (-s, -c), (-c, s). The sign of sin is q's
+  // high bit (bit 31 of t), that of cos the high bit xor the low one (bits 31 and 30).
+  const U sign(0x80000000u);
+  const auto odd = xsimd::bool_cast(xsimd::bitwise_cast<I>(t & U(1u << 30)) != I(0));
+  sin_v = xsimd::bitwise_cast<B>(xsimd::bitwise_cast<U>(xsimd::select(odd, c, s)) ^ (t & sign));
+  cos_v = xsimd::bitwise_cast<B>(xsimd::bitwise_cast<U>(xsimd::select(odd, s, c)) ^ ((t ^ (t << 1)) & sign));
 }
 
 }  // namespace detail
