@@ -306,9 +306,9 @@ class TokenPipeline {
       const B inv = xsimd::select(live, B(T(1)) / sum, B(T(0)));
       entropy_acc += xsimd::select(live, xsimd::log(sum), B(T(0))) - weighted * inv;
       B square(T(0));
-      for (Index e = 0; e < experts_; ++e) {
-        const B p = z[e] * inv, d = p - B(center_[e]);
-        acc[e] += p;
+      for (Index e = 0; e < experts_; ++e) {  // p = z inv, fused into the sum and the difference
+        const B d = xsimd::fms(z[e], inv, B(center_[e]));
+        acc[e] = xsimd::fma(z[e], inv, acc[e]);
         square = xsimd::fma(d, d, square);
       }
       squares += xsimd::select(live, square, B(T(0)));

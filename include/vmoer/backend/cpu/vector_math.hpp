@@ -41,7 +41,8 @@ VMOER_ALWAYS_INLINE batch<T> exp_nonpositive(const batch<T>& d) {
     __m512 p = _mm512_set1_ps(1.9875691500e-4f);
     for (float c : {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f})
       p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c));
-    p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(f, f), f), _mm512_set1_ps(1.0f));
+    // e^f = 1 + f + f^2 P(f), as 1 + f (1 + f P(f)): two FMAs instead of three operations.
+    p = _mm512_fmadd_ps(_mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f)), f, _mm512_set1_ps(1.0f));
     return batch<T>(_mm512_scalef_ps(p, n));
   }
 #endif
