@@ -21,6 +21,16 @@
 #define VMOER_ALWAYS_INLINE inline
 #endif
 
+#define VMOER_PRAGMA(x) _Pragma(#x)
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
+/// Unrolls the next loop (n iterations at most) before GCC would turn a loop over a small
+/// array of SIMD batches into memset or memcpy, which keeps the array in memory instead of
+/// in registers. (nvcc's front end does not know the pragma; device code has no such loops.)
+#define VMOER_UNROLL(n) VMOER_PRAGMA(GCC unroll n)
+#else
+#define VMOER_UNROLL(n)
+#endif
+
 namespace vmoer {
 
 /// Sizes and indices. Signed, as Eigen::Index, so that differences never wrap.

@@ -78,7 +78,7 @@ TEST_CASE("reduce_add_16 sums sixteen batches as reduce_add does, bit for bit") 
   B v[16];
   for (B& b : v) {  // magnitudes over 2^-20 .. 2^20, so that a different pairing rounds differently
     alignas(64) float lanes[B::size];
-    for (float& l : lanes) l = std::ldexp(float(std::rand()) / RAND_MAX - 0.5f, std::rand() % 41 - 20);
+    for (float& l : lanes) l = std::ldexp(float(double(std::rand()) / RAND_MAX) - 0.5f, std::rand() % 41 - 20);
     b = B::load_aligned(lanes);
   }
   B sums;

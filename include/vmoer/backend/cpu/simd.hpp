@@ -29,23 +29,27 @@ inline auto reduce_add(const B& b) {
 /// of six dependent shuffles and adds; one transposing tree adds the same pairs in the
 /// same order (halves, quarters, then adjacent pairs, as xsimd's AVX-512 hadd does) in
 /// 45 operations. Only AVX-512 float has such a tree here; elsewhere false is returned and
-/// the caller sums one batch at a time.
+/// the caller sums one batch at a time. Its loops are unrolled so that a caller's array
+/// of accumulators can stay in registers (see cpu::detail::dot_block).
 template <class B>
-inline bool reduce_add_16(const B* v, B& sums) {
+VMOER_ALWAYS_INLINE bool reduce_add_16(const B* v, B& sums) {
 #if XSIMD_WITH_AVX512F
   if constexpr (std::is_same_v<typename B::value_type, float> && B::size == 16) {
     // Level 1 pairs (a, b) into [a_i + a_i+8 | b_i + b_i+8]; the pairing is chosen so
     // that lane j of the last level holds v[j].
     constexpr int pairs[8][2] = {{0, 4}, {8, 12}, {1, 5}, {9, 13}, {2, 6}, {10, 14}, {3, 7}, {11, 15}};
     __m512 halves[8], quarters[4], pairs_of[2];
+    VMOER_UNROLL(8)
     for (int p = 0; p < 8; ++p) {
       const __m512 a = v[pairs[p][0]], b = v[pairs[p][1]];
       halves[p] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)),
                                 _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)));
     }
+    VMOER_UNROLL(4)
     for (int p = 0; p < 4; ++p)  // [a | b | c | d], each t_i = s_i + s_i+4 (i < 4)
       quarters[p] = _mm512_add_ps(_mm512_shuffle_f32x4(halves[2 * p], halves[2 * p + 1], _MM_SHUFFLE(2, 0, 2, 0)),
                                   _mm512_shuffle_f32x4(halves[2 * p], halves[2 * p + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    VMOER_UNROLL(2)
     for (int p = 0; p < 2; ++p)  // adjacent pairs t0 + t1, t2 + t3 within each 128-bit lane
       pairs_of[p] = _mm512_add_ps(_mm512_shuffle_ps(quarters[2 * p], quarters[2 * p + 1], _MM_SHUFFLE(2, 0, 2, 0)),
                                   _mm512_shuffle_ps(quarters[2 * p], quarters[2 * p + 1], _MM_SHUFFLE(3, 1, 3, 1)));
