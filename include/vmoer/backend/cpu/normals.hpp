@@ -128,22 +128,22 @@ VMOER_ALWAYS_INLINE void philox_batches(const rng::Stream& s, rng::Purpose p, st
   alignas(64) std::uint32_t lane[U::size];
   for (std::size_t l = 0; l < U::size; ++l) lane[l] = std::uint32_t(l);
   const U steps = U::load_aligned(lane);
+  // Word `across` of the counter as a batch stepping lane by lane, the others as scalars.
+  auto counter = [&](const rng::u32x4& c) {
+    auto word = [&](auto j) {
+      if constexpr (decltype(j)::value == int(across))
+        return U(c[j]) + steps;
+      else
+        return c[j];
+    };
+    return std::tuple{word(std::integral_constant<int, 0>{}), word(std::integral_constant<int, 1>{}),
+                      word(std::integral_constant<int, 2>{}), word(std::integral_constant<int, 3>{})};
+  };
   constexpr std::uint32_t step = across == Across::blocks ? std::uint32_t(U::size) : 1u;
-  if constexpr (across == Across::blocks) {
-    std::array<std::tuple<U, std::uint32_t, std::uint32_t, std::uint32_t>, N> state;
-    for (int i = 0; i < N; ++i) {
-      const rng::u32x4 c = s.counter(p, token, sample, block + std::uint32_t(i) * step);
-      state[std::size_t(i)] = std::tuple{U(c[0]) + steps, c[1], c[2], c[3]};
-    }
-    detail::philox_rounds<0>(state, s.key(), out);
-  } else {
-    std::array<std::tuple<std::uint32_t, U, std::uint32_t, std::uint32_t>, N> state;
-    for (int i = 0; i < N; ++i) {
-      const rng::u32x4 c = s.counter(p, token, sample, block + std::uint32_t(i) * step);
-      state[std::size_t(i)] = std::tuple{c[0], U(c[1]) + steps, c[2], c[3]};
-    }
-    detail::philox_rounds<0>(state, s.key(), out);
-  }
+  std::array<decltype(counter(rng::u32x4{})), N> state;
+  for (int i = 0; i < N; ++i)
+    state[std::size_t(i)] = counter(s.counter(p, token, sample, block + std::uint32_t(i) * step));
+  detail::philox_rounds<0>(state, s.key(), out);
 }
 
 namespace detail {
