@@ -2,6 +2,8 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <vector>
 
 #include "vmoer/backend/cpu/projection.hpp"
 #include "vmoer/types.hpp"
@@ -51,4 +53,36 @@ TEST_CASE_TEMPLATE("a row's projection is bit-identical whatever batch it is com
       const Matrix<T> part = project_all(Matrix<T>(x.middleRows(start, len)), w, b, sc);
       REQUIRE((part.array() == all.middleRows(start, len).array()).all());
     }
+}
+
+TEST_CASE("rows_collide flags rows sharing their page offset, and spread rows project identically") {
+  // k = 1024 floats: every row of X and of W starts at the same offset in its 4 KiB page.
+  const Index m = 8, n = 12, k = 1024;
+  std::vector<float, xsimd::aligned_allocator<float>> wbuf(std::size_t(n * k)), xbuf(std::size_t(2 * m * k));
+  for (std::size_t i = 0; i < wbuf.size(); ++i) wbuf[i] = float(int(i * 7 % 13) - 6) / 8;
+  for (std::size_t i = 0; i < xbuf.size(); ++i) xbuf[i] = float(int(i * 5 % 11) - 5) / 8;
+  const float* w = wbuf.data();
+  auto page_offset = [](const float* a, const float* b) {
+    return (reinterpret_cast<std::uintptr_t>(a) - reinterpret_cast<std::uintptr_t>(b)) % 4096;
+  };
+  const float* x = xbuf.data();
+  while (page_offset(x, w) != 0) ++x;  // X at W's page offset
+  CHECK(cpu::rows_collide(x, k, w, k));
+  CHECK(cpu::rows_collide(x + 32, k, w, k));    // 128 bytes apart
+  CHECK(!cpu::rows_collide(x + 512, k, w, k));  // half a page apart
+  CHECK(!cpu::rows_collide(x, k + 16, w, k));   // rows that do not start on a page each
+  CHECK(!cpu::rows_collide(x, k, w, k + 16));
+
+  std::vector<float, xsimd::aligned_allocator<float>> copy;
+  Index ldw = 0;
+  const float* spread = cpu::spread_rows(w, n, k, copy, ldw);
+  CHECK(ldw == k + 16);
+  CHECK(!cpu::rows_collide(x, k, spread, ldw));
+  cpu::projection_scratch<float> sc;
+  std::vector<float> y(std::size_t(m * n)), y_spread(std::size_t(m * n)), bias(std::size_t(n), 0.25f);
+  for (Index rows : {Index(1), m}) {
+    cpu::project(x, k, rows, w, k, n, k, bias.data(), y.data(), n, sc);
+    cpu::project(x, k, rows, spread, ldw, n, k, bias.data(), y_spread.data(), n, sc);
+    CHECK(y == y_spread);  // the same products in the same order: only the addresses moved
+  }
 }

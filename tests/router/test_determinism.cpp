@@ -111,3 +111,27 @@ TEST_CASE("routers taking turns on one thread route as they do on a fresh thread
     require_identical(fresh[std::size_t(turn)], route(turn));
   }
 }
+
+TEST_CASE("a call that spreads W's rows away from the hidden states' routes as one that does not") {
+  // D = 1024 floats: rows of W and X start at the same page offset, and with X at W's
+  // offset a call of at least 128 tokens copies W with spread rows (cpu::rows_collide).
+  const ref::Router r = test::random_router<float>(ref::Cov::diagonal, 8, 1024, 8, 0, 11);
+  const Router<MeanField<float>, MonteCarlo, TopK, Cpu> router(
+      test::make_posterior<MeanField<float>>(r), MonteCarlo{.samples = 4}, TopK{{.top_k = 2}}, rng::Stream{5, 1},
+      Cpu{.threads = 1});
+  const Matrix<float> x = test::to_matrix<float>(test::random_hidden<float>(160, 1024, 12));
+  const float* w = router.posterior().input_weight();
+  std::vector<float> near(std::size_t(x.size() + 1024)), apart(std::size_t(x.size() + 1024));
+  auto place = [&](std::vector<float>& buffer, std::uintptr_t offset) {  // x at `offset` bytes past W's page offset
+    float* p = buffer.data();
+    while ((reinterpret_cast<std::uintptr_t>(p) - reinterpret_cast<std::uintptr_t>(w) - offset) % 4096 != 0) ++p;
+    Eigen::Map<Matrix<float>>(p, x.rows(), x.cols()) = x;
+    return Eigen::Map<const Matrix<float>>(p, x.rows(), x.cols());
+  };
+  const auto colliding = place(near, 0), clear = place(apart, 2048);
+  REQUIRE(cpu::rows_collide(colliding.data(), 1024, w, 1024));
+  REQUIRE(!cpu::rows_collide(clear.data(), 1024, w, 1024));
+  const Routing<float> spread = router.route(colliding);
+  require_identical(spread, router.route(clear));
+  require_identical(spread, router.route(colliding.topRows(100)));  // too few tokens to spread
+}

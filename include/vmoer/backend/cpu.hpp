@@ -75,9 +75,18 @@ struct FirstError {
   }
 };
 
+/// The first projection's weights as the tiles read them: the posterior's, or a copy
+/// with spread rows (cpu::spread_rows).
+template <class T>
+struct InputWeight {
+  const T* data;
+  Index ld;
+};
+
 template <class Router, class In>
 void route_tile(const Router& router, const MatrixView<In>& hidden, Index begin, Index end,
-                const RouteOptions& options, TileScratch<typename Router::scalar>& scratch,
+                const InputWeight<typename Router::scalar>& weight, const RouteOptions& options,
+                TileScratch<typename Router::scalar>& scratch,
                 TokenPipeline<typename Router::posterior_type, typename Router::sampler_type,
                               typename Router::selector_type>& pipeline,
                 Routing<typename Router::scalar>& out, FirstError& error) {
@@ -99,7 +108,7 @@ void route_tile(const Router& router, const MatrixView<In>& hidden, Index begin,
   }
 
   scratch.first.resize(m, experts + hidden_width);
-  project(x, ldx, m, post.input_weight(), dim, experts + hidden_width, dim, post.input_bias(), scratch.first.data(),
+  project(x, ldx, m, weight.data, weight.ld, experts + hidden_width, dim, post.input_bias(), scratch.first.data(),
           experts + hidden_width, scratch.lanes);
   const T* mu = scratch.first.data();
   Index ldmu = experts + hidden_width;
@@ -202,6 +211,20 @@ void Cpu::route(const Router& router, const MatrixView<In>& hidden, const RouteO
   out.logits.resize(options.keep_logits ? tokens : 0, options.keep_logits ? experts : 0);
   out.probs.resize(options.keep_probs ? tokens : 0, options.keep_probs ? experts : 0);
 
+  // A call with many tokens reads W once per tile: spreading its rows costs one pass over
+  // W and keeps the kernel clear of L1 set conflicts (cpu::rows_collide). A converted tile
+  // (In != T) lies where this call cannot see, so then the rows are spread whenever they
+  // could collide.
+  const auto& post = router.posterior();
+  const Index dim = post.dim();
+  cpu::InputWeight<T> weight{post.input_weight(), dim};
+  const void* x = std::is_same_v<In, T> ? static_cast<const void*>(hidden.data()) : weight.data;
+  const Index ldx = std::is_same_v<In, T> ? hidden.outerStride() : dim;
+  constexpr Index many_tokens = 128;  // the copy costs about as much as routing half a dozen tokens
+  if (tokens >= many_tokens && cpu::rows_collide(x, ldx, weight.data, dim))
+    weight.data = cpu::spread_rows(weight.data, post.experts() + post.hidden(), dim,
+                                   cpu::thread_local_scratch<std::vector<T, xsimd::aligned_allocator<T>>>(), weight.ld);
+
   const Index tiles = (tokens + tile - 1) / tile;
   cpu::FirstError error;
   using Pipeline = cpu::TokenPipeline<typename Router::posterior_type, typename Router::sampler_type,
@@ -218,7 +241,7 @@ void Cpu::route(const Router& router, const MatrixView<In>& hidden, const RouteO
           pipeline.configure(router.posterior(), router.sampler(), router.selector(), router.stream());
           configured = true;
         }
-        cpu::route_tile(router, hidden, begin, end, options, scratch, pipeline, out, error);
+        cpu::route_tile(router, hidden, begin, end, weight, options, scratch, pipeline, out, error);
       } catch (const std::exception& e) {  // exceptions must not cross the parallel region
         error.record(begin, e.what());
       }
