@@ -292,19 +292,21 @@ class TokenPipeline {
       Posterior::covariance::add_noise(in.scale, eps, z, experts_, rank_);
       if (tempered)
         for (Index e = 0; e < experts_; ++e) z[e] *= B(inv_tau_[e]);
-      // p = softmax(z), H(p) = log(sum) - sum_e p_e (z_e - max) and |p - c|^2, per lane.
+      // p = softmax(z) = 2^t / sum with t = (z - max) log2(e), H(p) = log(sum) - log(2)
+      // sum_e p_e t_e, and |p - c|^2, per lane.
       B m = z[0];
       for (Index e = 1; e < experts_; ++e) m = xsimd::max(m, z[e]);
+      const B scale(log2_e<T>), shift = m * scale;
       B sum(T(0)), weighted(T(0));
       for (Index e = 0; e < experts_; ++e) {
-        const B d = z[e] - m;
-        z[e] = exp_nonpositive(d);
+        const B t = xsimd::fms(z[e], scale, shift);
+        z[e] = pow2(t);
         sum += z[e];
-        weighted = xsimd::fma(z[e], d, weighted);
+        weighted = xsimd::fma(z[e], t, weighted);
       }
       const auto live = B::load_aligned(lane_index) < B(T(samples_ - s0));  // lanes past S add nothing
       const B inv = xsimd::select(live, B(T(1)) / sum, B(T(0)));
-      entropy_acc += xsimd::select(live, xsimd::log(sum), B(T(0))) - weighted * inv;
+      entropy_acc += xsimd::select(live, xsimd::log(sum), B(T(0))) - B(ln_2<T>) * weighted * inv;
       B square(T(0));
       for (Index e = 0; e < experts_; ++e) {  // p = z inv, fused into the sum and the difference
         const B d = xsimd::fms(z[e], inv, B(center_[e]));
