@@ -86,3 +86,30 @@ TEST_CASE("rows_collide flags rows sharing their page offset, and spread rows pr
     CHECK(y == y_spread);  // the same products in the same order: only the addresses moved
   }
 }
+
+TEST_CASE_TEMPLATE("project_transposed gives project()'s Y bit for bit, from W transposed", T, float, double) {
+  cpu::projection_scratch<T> sc;
+  std::vector<T, xsimd::aligned_allocator<T>> copy;
+  std::srand(11);
+  // Magnitudes over 2^-12 .. 2^12, so that adding the lanes in another order rounds differently.
+  auto spread = [](Index rows, Index cols) {
+    Matrix<T> a = Matrix<T>::Random(rows, cols);
+    for (Index i = 0; i < a.size(); ++i) a.data()[i] = std::ldexp(a.data()[i], std::rand() % 25 - 12);
+    return a;
+  };
+  for (Index k : {1, 5, 16, 32, 37, 64, 1100})
+    for (Index n : {1, 7, 16, 17, 128, 135})
+      for (Index m : {1, 4, 13}) {
+        const Matrix<T> x = spread(m, k), w = spread(n, k);
+        const Vector<T> b = Vector<T>::Random(n);
+        Index ldwt = 0;
+        const T* wt = cpu::transpose_padded(w.data(), n, k, copy, ldwt);
+        REQUIRE(ldwt % Index(cpu::batch<T>::size) == 0);
+        for (const T* bias : {b.data(), static_cast<const T*>(nullptr)}) {
+          Matrix<T> want(m, n), got(m, n);
+          cpu::project(x.data(), k, m, w.data(), k, n, k, bias, want.data(), n, sc);
+          cpu::project_transposed(x.data(), k, m, wt, ldwt, n, k, bias, got.data(), n);
+          REQUIRE((got.array() == want.array()).all());
+        }
+      }
+}

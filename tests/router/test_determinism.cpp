@@ -135,3 +135,23 @@ TEST_CASE("a call that spreads W's rows away from the hidden states' routes as o
   require_identical(spread, router.route(clear));
   require_identical(spread, router.route(colliding.topRows(100)));  // too few tokens to spread
 }
+
+TEST_CASE("a call that transposes the encoder head routes as calls that do not") {
+  // A call of at least 128 tokens runs the encoder heads from a transposed copy
+  // (cpu::project_transposed); shorter calls use the weights as they are.
+  auto check = [](const ref::Router& r, auto posterior) {
+    const Router<decltype(posterior), MonteCarlo, TopK, Cpu> router(posterior, MonteCarlo{.samples = 4},
+                                                                      TopK{{.top_k = 2}}, rng::Stream{8, 2},
+                                                                      Cpu{.threads = 1});
+    const Matrix<float> x = test::to_matrix<float>(test::random_hidden<float>(130, r.w[0].size(), 13));
+    const Routing<float> all = router.route(x);
+    require_identical(all, router.route(x.topRows(65)));
+    require_identical(all, router.route(x.bottomRows(65), {.token_offset = 65}), 65);
+  };
+  const ref::Router mf = test::random_router<float>(ref::Cov::diagonal, 16, 40, 8, 0, 14);
+  check(mf, test::make_posterior<MeanField<float>>(mf));
+  const ref::Router fc = test::random_router<float>(ref::Cov::cholesky, 9, 40, 8, 0, 15);
+  check(fc, test::make_posterior<FullCovariance<float>>(fc));
+  const ref::Router lr = test::random_router<float>(ref::Cov::low_rank, 20, 40, 8, 2, 16);
+  check(lr, test::make_posterior<LowRank<float>>(lr));
+}

@@ -182,6 +182,57 @@ inline void project(const T* x, Index ldx, Index m, const T* w, Index ldw, Index
   }
 }
 
+/// project() from W^T [k, n] instead of W (row stride ldwt, a whole number of batches;
+/// entries past n are read and ignored): the same Y, bit for bit; fast with lane_trees<T>.
+/// Each lane holds one output, and lane h of project()'s accumulators becomes a batch of
+/// its own, so the horizontal sum turns into 15 vertical additions in reduce_add's tree.
+/// For short k (the encoder heads, k = H) that sum cost project() more than the products.
+template <class T>
+inline void project_transposed(const T* x, Index ldx, Index m, const T* wt, Index ldwt, Index n, Index k,
+                               const T* bias, T* y, Index ldy) {
+  using B = batch<T>;
+  constexpr Index w = Index(B::size);
+  const Index kv = k / w * w;
+  alignas(64) T lanes[w];
+  for (Index j = 0; j < n; j += w) {
+    const Index cols = std::min(w, n - j);
+    std::fill(lanes, lanes + w, T(0));
+    if (bias) std::copy(bias + j, bias + j + cols, lanes);
+    const B b = B::load_aligned(lanes);
+    for (Index i = 0; i < m; ++i) {
+      const T* xi = x + i * ldx;
+      B a[w];
+      VMOER_UNROLL(16)
+      for (Index h = 0; h < w; ++h) a[h] = B(T(0));  // project()'s lanes start at +0 too
+      for (Index p = 0; p < kv; p += w) {
+        VMOER_UNROLL(16)
+        for (Index h = 0; h < w; ++h) a[h] = xsimd::fma(B(xi[p + h]), B::load_aligned(wt + (p + h) * ldwt + j), a[h]);
+      }
+      B sum = reduce_add_across(a);
+      for (Index p = kv; p < k; ++p) sum = xsimd::fma(B(xi[p]), B::load_aligned(wt + p * ldwt + j), sum);
+      if (bias) sum += b;
+      if (cols == w) {
+        sum.store_unaligned(y + i * ldy + j);
+      } else {
+        sum.store_aligned(lanes);
+        std::copy(lanes, lanes + cols, y + i * ldy + j);
+      }
+    }
+  }
+}
+
+/// W [n, k] transposed into `copy` for project_transposed, rows padded to whole batches
+/// (with zeros); returns the copy, row stride in ldwt.
+template <class T>
+inline const T* transpose_padded(const T* w, Index n, Index k, std::vector<T, xsimd::aligned_allocator<T>>& copy,
+                                 Index& ldwt) {
+  ldwt = padded<T>(n);
+  copy.assign(std::size_t(k * ldwt), T(0));
+  for (Index j = 0; j < n; ++j)
+    for (Index p = 0; p < k; ++p) copy[std::size_t(p * ldwt + j)] = w[j * k + p];
+  return copy.data();
+}
+
 /// Whether rows of X (stride ldx) and of W (stride ldw) collide in the L1 cache. Rows
 /// whose stride is a whole number of 4 KiB pages all start at the same offset in their
 /// page, so a block's four rows of X share one L1 set, and so do its four rows of W; when
