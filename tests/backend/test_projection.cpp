@@ -87,6 +87,22 @@ TEST_CASE("rows_collide flags rows sharing their page offset, and spread rows pr
   }
 }
 
+TEST_CASE("rows_clear_of leaves room for rows that start half a page from W's") {
+  std::vector<float, xsimd::aligned_allocator<float>> wbuf(4096), copy;
+  for (Index lead : {0, 1, 16, 300, 1023}) {  // W's first row at several page offsets
+    const float* w = wbuf.data() + lead;
+    for (Index m : {1, 4, 16}) {
+      Index ldx = 0;
+      const float* x = cpu::rows_clear_of(w, m, 1024, copy, ldx);
+      CHECK(ldx == 1024 + 16);
+      const auto offset = [](const float* p) { return reinterpret_cast<std::uintptr_t>(p) % 4096; };
+      CHECK((offset(x) + 4096 - offset(w)) % 4096 == 2048);
+      CHECK(x >= copy.data());
+      CHECK(x + m * ldx <= copy.data() + copy.size());
+    }
+  }
+}
+
 TEST_CASE_TEMPLATE("project_transposed gives project()'s Y bit for bit, from W transposed", T, float, double) {
   cpu::projection_scratch<T> sc;
   std::vector<T, xsimd::aligned_allocator<T>> copy;

@@ -112,9 +112,10 @@ TEST_CASE("routers taking turns on one thread route as they do on a fresh thread
   }
 }
 
-TEST_CASE("a call that spreads W's rows away from the hidden states' routes as one that does not") {
-  // D = 1024 floats: rows of W and X start at the same page offset, and with X at W's
-  // offset a call of at least 128 tokens copies W with spread rows (cpu::rows_collide).
+TEST_CASE("a call whose hidden states collide with W's rows in L1 routes as one whose do not") {
+  // D = 1024 floats: rows of W and X start at the same page offset. With X at W's offset a
+  // call of at least E + H = 16 tokens copies W with spread rows (cpu::spread_rows) and a
+  // shorter one moves its hidden states (cpu::rows_clear_of).
   const ref::Router r = test::random_router<float>(ref::Cov::diagonal, 8, 1024, 8, 0, 11);
   const Router<MeanField<float>, MonteCarlo, TopK, Cpu> router(
       test::make_posterior<MeanField<float>>(r), MonteCarlo{.samples = 4}, TopK{{.top_k = 2}}, rng::Stream{5, 1},
@@ -133,7 +134,11 @@ TEST_CASE("a call that spreads W's rows away from the hidden states' routes as o
   REQUIRE(!cpu::rows_collide(clear.data(), 1024, w, 1024));
   const Routing<float> spread = router.route(colliding);
   require_identical(spread, router.route(clear));
-  require_identical(spread, router.route(colliding.topRows(100)));  // too few tokens to spread
+  for (Index n : {1, 5, 15}) {  // too few tokens to spread W: the hidden states move
+    CAPTURE(n);
+    require_identical(spread, router.route(colliding.topRows(n)));
+    require_identical(spread, router.route(clear.topRows(n)));
+  }
 }
 
 TEST_CASE("a call that transposes the encoder head routes as calls that do not") {

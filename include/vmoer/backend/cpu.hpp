@@ -41,7 +41,7 @@ namespace cpu {
 /// One thread's buffers for a tile of tokens.
 template <class T>
 struct TileScratch {
-  Matrix<T> input;     ///< hidden rows converted to T, when the input type differs
+  std::vector<T, xsimd::aligned_allocator<T>> input;  ///< hidden rows moved (cpu::rows_clear_of), converted to T
   Matrix<T> first;     ///< [tile, E + H]: logits and trunk pre-activations
   Matrix<T> second;    ///< [tile, E + P]: mean residual and scale head
   Matrix<T> mu;        ///< [tile, E]
@@ -77,13 +77,16 @@ struct FirstError {
 
 /// The weights as the tiles read them: the first projection's (the posterior's, or a
 /// copy with spread rows, cpu::spread_rows) and, when prepared, the encoder head's
-/// transposed for cpu::project_transposed.
+/// transposed for cpu::project_transposed. `place_hidden`: each tile's hidden states
+/// are moved clear of W's rows in L1 (cpu::rows_clear_of), as they must be converted
+/// anyway or would collide with W's.
 template <class T>
 struct TileWeights {
   const T* input;
   Index ld_input;
   const T* head_t = nullptr;
   Index ld_head_t = 0;
+  bool place_hidden = false;
 };
 
 /// The copies behind TileWeights, kept by the calling thread between route() calls.
@@ -107,13 +110,14 @@ void route_tile(const Router& router, const MatrixView<In>& hidden, Index begin,
 
   const T* x = nullptr;
   Index ldx = 0;
-  if constexpr (std::is_same_v<In, T>) {
-    x = hidden.data() + begin * hidden.outerStride();
-    ldx = hidden.outerStride();
+  if (weights.place_hidden) {
+    T* moved = rows_clear_of(weights.input, m, dim, scratch.input, ldx);
+    Eigen::Map<Matrix<T>, 0, Eigen::OuterStride<>>(moved, m, dim, Eigen::OuterStride<>(ldx)) =
+        hidden.middleRows(begin, m).template cast<T>();
+    x = moved;
   } else {
-    scratch.input = hidden.middleRows(begin, m).template cast<T>();
-    x = scratch.input.data();
-    ldx = dim;
+    x = reinterpret_cast<const T*>(hidden.data()) + begin * hidden.outerStride();  // In is T here
+    ldx = hidden.outerStride();
   }
 
   scratch.first.resize(m, experts + hidden_width);
@@ -224,21 +228,25 @@ void Cpu::route(const Router& router, const MatrixView<In>& hidden, const RouteO
   out.logits.resize(options.keep_logits ? tokens : 0, options.keep_logits ? experts : 0);
   out.probs.resize(options.keep_probs ? tokens : 0, options.keep_probs ? experts : 0);
 
-  // A call with many tokens reads the weights once per tile, so copies laid out for the
-  // kernels pay for themselves. Spreading W's rows keeps the first projection clear of L1
-  // set conflicts (cpu::rows_collide); a converted tile (In != T) lies where this call
-  // cannot see, so then the rows are spread whenever they could collide. The encoder
-  // head, transposed, ends its short dot products without horizontal sums. Both copies
-  // give the same logits, bit for bit, as the weights themselves.
+  // Rows of W and of the hidden states that share their L1 sets (cpu::rows_collide) slow
+  // the first projection by 5-12%: a call with at least as many tokens as W has rows
+  // spreads W's rows once, a shorter one moves each tile's hidden states instead (a decode
+  // step copies 8 KiB rather than W). A converted tile (In != T) is moved anyway.
+  // A call with many tokens also runs the encoder head from a transposed copy, which ends
+  // its short dot products without horizontal sums. Every copy gives the same logits, bit
+  // for bit, as the weights and hidden states themselves.
   const auto& post = router.posterior();
-  const Index dim = post.dim();
+  const Index dim = post.dim(), rows = post.experts() + post.hidden();
   cpu::TileWeights<T> weights{post.input_weight(), dim};
-  const void* x = std::is_same_v<In, T> ? static_cast<const void*>(hidden.data()) : weights.input;
-  const Index ldx = std::is_same_v<In, T> ? hidden.outerStride() : dim;
-  constexpr Index many_tokens = 128;  // a copy of W costs about as much as routing half a dozen tokens
   auto& copies = cpu::thread_local_scratch<cpu::WeightCopies<T>>();
-  if (tokens >= many_tokens && cpu::rows_collide(x, ldx, weights.input, dim))
-    weights.input = cpu::spread_rows(weights.input, post.experts() + post.hidden(), dim, copies.input, weights.ld_input);
+  weights.place_hidden = !std::is_same_v<In, T>;
+  if (std::is_same_v<In, T> && cpu::rows_collide(hidden.data(), hidden.outerStride(), weights.input, dim)) {
+    if (tokens >= rows)
+      weights.input = cpu::spread_rows(weights.input, rows, dim, copies.input, weights.ld_input);
+    else
+      weights.place_hidden = true;
+  }
+  constexpr Index many_tokens = 128;  // transposing the head costs about as much as routing a token
   using P = typename Router::posterior_type;
   // The transposed head loads a row of W^T and a broadcast of h per multiply-add, so it
   // wins where project()'s horizontal sums weigh most: 2.1x faster at H = 16, 1.1x at

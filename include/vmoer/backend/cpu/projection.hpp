@@ -221,6 +221,20 @@ inline void project_transposed(const T* x, Index ldx, Index m, const T* wt, Inde
   }
 }
 
+/// Room in `copy` for m rows of k entries that collide with none of W's in L1 (see
+/// rows_collide): rows one cache line longer than k, the first half a page past W's first
+/// row. Moving a few hidden states there is cheaper than spreading W when a call has
+/// fewer tokens than W has rows. Returns the first row, row stride in ldx.
+template <class T>
+inline T* rows_clear_of(const T* w, Index m, Index k, std::vector<T, xsimd::aligned_allocator<T>>& copy, Index& ldx) {
+  constexpr Index page = 4096, line = 64;
+  ldx = k + line / Index(sizeof(T));
+  copy.resize(std::size_t(m * ldx + page / Index(sizeof(T))));
+  const auto offset = [](const void* p) { return Index(reinterpret_cast<std::uintptr_t>(p) % page); };
+  const Index shift = (offset(w) + page / 2 - offset(copy.data()) + page) % page;  // bytes, whole elements of T
+  return copy.data() + shift / Index(sizeof(T));
+}
+
 /// W [n, k] transposed into `copy` for project_transposed, rows padded to whole batches
 /// (with zeros); returns the copy, row stride in ldwt.
 template <class T>
