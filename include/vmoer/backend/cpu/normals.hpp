@@ -201,10 +201,10 @@ VMOER_ALWAYS_INLINE batch<float> log_unit(const batch<float>& u) {
   B poly(7.0376836292e-2f);
   for (float c : {-1.1514610310e-1f, 1.1676998740e-1f, -1.2420140846e-1f, 1.4249322787e-1f, -1.6668057665e-1f,
                   2.0000714765e-1f, -2.4999993993e-1f, 3.3333331174e-1f})
-    poly = xsimd::fma(poly, f, B(c));
-  B y = xsimd::fma(k, B(-2.12194440e-4f), poly * f * f2);  // log 2 = 0.693359375 - 2.12194440e-4
-  y = xsimd::fnma(B(0.5f), f2, y);
-  return xsimd::fma(k, B(0.693359375f), f + y);
+    poly = cpu::fmadd(poly, f, B(c));
+  B y = cpu::fmadd(k, B(-2.12194440e-4f), poly * f * f2);  // log 2 = 0.693359375 - 2.12194440e-4
+  y = cpu::fnmadd(B(0.5f), f2, y);
+  return cpu::fmadd(k, B(0.693359375f), f + y);
 }
 
 // sin and cos of the angle v = 2 pi (y + 1/2) 2^-32 of a word y (rng::angle). The
@@ -219,14 +219,14 @@ VMOER_ALWAYS_INLINE void sincos_turn(const xsimd::batch<std::uint32_t>& y, batch
   using I = xsimd::batch<std::int32_t>;
   const U t = y + U(1u << 29);  // wraps to quarter 0 past the last quarter, as the angle does
   constexpr double step = 1.5707963267948966 / 1073741824.0;  // (pi/2) 2^-30
-  const B r = xsimd::fma(xsimd::batch_cast<float>(xsimd::bitwise_cast<I>(y << 2)), B(float(step / 4)),
+  const B r = cpu::fmadd(xsimd::batch_cast<float>(xsimd::bitwise_cast<I>(y << 2)), B(float(step / 4)),
                          B(float(step / 2)));
   const B r2 = r * r;
   B ps(-1.9515295891e-4f), pc(2.443315711809948e-5f);
-  ps = xsimd::fma(xsimd::fma(ps, r2, B(8.3321608736e-3f)), r2, B(-1.6666654611e-1f));
-  pc = xsimd::fma(xsimd::fma(pc, r2, B(-1.388731625493765e-3f)), r2, B(4.166664568298827e-2f));
-  const B s = xsimd::fma(ps * r2, r, r);
-  const B c = xsimd::fma(pc * r2, r2, xsimd::fnma(B(0.5f), r2, B(1.0f)));
+  ps = cpu::fmadd(cpu::fmadd(ps, r2, B(8.3321608736e-3f)), r2, B(-1.6666654611e-1f));
+  pc = cpu::fmadd(cpu::fmadd(pc, r2, B(-1.388731625493765e-3f)), r2, B(4.166664568298827e-2f));
+  const B s = cpu::fmadd(ps * r2, r, r);
+  const B c = cpu::fmadd(pc * r2, r2, cpu::fnmadd(B(0.5f), r2, B(1.0f)));
   // Quarter q: (sin, cos) = (s, c), (c, -s), (-s, -c), (-c, s). The sign of sin is q's
   // high bit (bit 31 of t), that of cos the high bit xor the low one (bits 31 and 30).
   const U sign(0x80000000u);
@@ -246,7 +246,7 @@ VMOER_ALWAYS_INLINE void box_muller(const std::uint32_t* x, const std::uint32_t*
   using U = xsimd::batch<std::uint32_t>;
   constexpr T two_pow_m32 = T(2.3283064365386962890625e-10);
   if constexpr (std::is_same_v<T, float>) {
-    const B u = xsimd::fma(xsimd::batch_cast<float>(U::load_unaligned(x)), B(two_pow_m32), B(two_pow_m32 / 2));
+    const B u = cpu::fmadd(xsimd::batch_cast<float>(U::load_unaligned(x)), B(two_pow_m32), B(two_pow_m32 / 2));
     const B r = xsimd::sqrt(B(-2.0f) * detail::log_unit(u));
     B s, c;
     detail::sincos_turn(U::load_unaligned(y), s, c);

@@ -74,7 +74,7 @@ inline void dot_block(const T* VMOER_RESTRICT x, Index ldx, const T* VMOER_RESTR
     for (int i = 0; i < MR; ++i) xs[i] = in_register(B::load_unaligned(x + i * ldx + p));
     for (int j = 0; j < NR; ++j) {
       const B wj = in_register(B::load_unaligned(w + j * ldw + p));
-      for (int i = 0; i < MR; ++i) a[i * NR + j] = xsimd::fma(xs[i], wj, a[i * NR + j]);
+      for (int i = 0; i < MR; ++i) a[i * NR + j] = cpu::fmadd(xs[i], wj, a[i * NR + j]);
     }
   }
   if (!out) {  // more slabs follow: park the lanes (a store and reload is exact)
@@ -206,10 +206,10 @@ inline void project_transposed(const T* x, Index ldx, Index m, const T* wt, Inde
       for (Index h = 0; h < w; ++h) a[h] = B(T(0));  // project()'s lanes start at +0 too
       for (Index p = 0; p < kv; p += w) {
         VMOER_UNROLL(16)
-        for (Index h = 0; h < w; ++h) a[h] = xsimd::fma(B(xi[p + h]), B::load_aligned(wt + (p + h) * ldwt + j), a[h]);
+        for (Index h = 0; h < w; ++h) a[h] = cpu::fmadd(B(xi[p + h]), B::load_aligned(wt + (p + h) * ldwt + j), a[h]);
       }
       B sum = reduce_add_across(a);
-      for (Index p = kv; p < k; ++p) sum = xsimd::fma(B(xi[p]), B::load_aligned(wt + p * ldwt + j), sum);
+      for (Index p = kv; p < k; ++p) sum = cpu::fmadd(B(xi[p]), B::load_aligned(wt + p * ldwt + j), sum);
       if (bias) sum += b;
       if (cols == w) {
         sum.store_unaligned(y + i * ldy + j);

@@ -208,7 +208,7 @@ class TokenPipeline {
         const B pi = B::load_aligned(p_.data() + i);
         (B::load_aligned(acc_p_.data() + i) + pi).store_aligned(acc_p_.data() + i);
         const B d = pi - B::load_aligned(center_.data() + i);
-        square = xsimd::fma(d, d, square);
+        square = cpu::fmadd(d, d, square);
       }
       squares_ += reduce_add(square);
       if (aggregate_ == Aggregate::probs) {
@@ -299,19 +299,19 @@ class TokenPipeline {
       const B scale(log2_e<T>), shift = m * scale;
       B sum(T(0)), weighted(T(0));
       for (Index e = 0; e < experts_; ++e) {
-        const B t = xsimd::fms(z[e], scale, shift);
+        const B t = cpu::fmsub(z[e], scale, shift);
         z[e] = pow2(t);
         sum += z[e];
-        weighted = xsimd::fma(z[e], t, weighted);
+        weighted = cpu::fmadd(z[e], t, weighted);
       }
       const auto live = B::load_aligned(lane_index) < B(T(samples_ - s0));  // lanes past S add nothing
       const B inv = xsimd::select(live, B(T(1)) / sum, B(T(0)));
       entropy_acc += xsimd::select(live, xsimd::log(sum), B(T(0))) - B(ln_2<T>) * weighted * inv;
       B square(T(0));
       for (Index e = 0; e < experts_; ++e) {  // p = z inv, fused into the sum and the difference
-        const B d = xsimd::fms(z[e], inv, B(center_[e]));
-        acc[e] = xsimd::fma(z[e], inv, acc[e]);
-        square = xsimd::fma(d, d, square);
+        const B d = cpu::fmsub(z[e], inv, B(center_[e]));
+        acc[e] = cpu::fmadd(z[e], inv, acc[e]);
+        square = cpu::fmadd(d, d, square);
       }
       squares += xsimd::select(live, square, B(T(0)));
     }

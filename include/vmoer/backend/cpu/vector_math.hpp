@@ -59,7 +59,7 @@ inline T softmax_entropy(const T* VMOER_RESTRICT z, T* VMOER_RESTRICT p, Index n
   const B scale(log2_e<T>), shift(reduce_max(m) * log2_e<T>);  // t = (z - max) log2(e)
   B sum(T(0));
   for (Index i = 0; i < np; i += w) {
-    const B e = pow2(xsimd::fms(B::load_aligned(z + i), scale, shift));
+    const B e = pow2(cpu::fmsub(B::load_aligned(z + i), scale, shift));
     e.store_aligned(p + i);
     sum += e;
   }
@@ -69,7 +69,7 @@ inline T softmax_entropy(const T* VMOER_RESTRICT z, T* VMOER_RESTRICT p, Index n
   for (Index i = 0; i < np; i += w) {
     const B pi = B::load_aligned(p + i) * inv;
     pi.store_aligned(p + i);
-    const B term = pi * xsimd::fms(B::load_aligned(z + i), scale, shift);
+    const B term = pi * cpu::fmsub(B::load_aligned(z + i), scale, shift);
     weighted += i + w <= n ? term : xsimd::select(lanes_below<T>(i, n), term, B(T(0)));
   }
   return std::log(total) - ln_2<T> * reduce_add(weighted);
