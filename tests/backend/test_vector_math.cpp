@@ -74,6 +74,31 @@ TEST_CASE_TEMPLATE("pow2 matches exp2 over the whole range a softmax meets", T, 
   CHECK(std::isnan(cpu::pow2(B(std::numeric_limits<T>::quiet_NaN())).get(0)));
 }
 
+TEST_CASE_TEMPLATE("fmadd, fmsub and fnmadd round once, as std::fma does, whatever the optimisation level", T,
+                   float, double) {
+  using B = cpu::batch<T>;
+  constexpr std::size_t w = B::size;
+  std::srand(3);
+  auto draw = [] { return T(2.0 * std::rand() / RAND_MAX - 1.0); };
+  int unfused_differs = 0;  // lanes where rounding the product first gives another value
+  for (int round = 0; round < 200; ++round) {
+    alignas(64) T x[w], y[w], z[w], add[w], sub[w], neg[w];
+    for (std::size_t j = 0; j < w; ++j) x[j] = draw(), y[j] = draw(), z[j] = draw();
+    const B bx = B::load_aligned(x), by = B::load_aligned(y), bz = B::load_aligned(z);
+    cpu::fmadd(bx, by, bz).store_aligned(add);
+    cpu::fmsub(bx, by, bz).store_aligned(sub);
+    cpu::fnmadd(bx, by, bz).store_aligned(neg);
+    for (std::size_t j = 0; j < w; ++j) {
+      CHECK(add[j] == std::fma(x[j], y[j], z[j]));
+      CHECK(sub[j] == std::fma(x[j], y[j], -z[j]));
+      CHECK(neg[j] == std::fma(-x[j], y[j], z[j]));
+      volatile T product = x[j] * y[j];  // volatile: no contraction into an fma
+      unfused_differs += T(product + z[j]) != add[j];
+    }
+  }
+  CHECK(unfused_differs > 0);
+}
+
 TEST_CASE("reduce_add_16 sums sixteen batches as reduce_add does, bit for bit") {
   using B = cpu::batch<float>;
   std::srand(5);

@@ -14,29 +14,42 @@ namespace vmoer::cpu {
 template <class T>
 using batch = xsimd::batch<T>;
 
-/// x * y + z, rounded once. xsimd 8.1 has no AVX-512 kernel for fma: its generic one is
-/// x * y + z, fused only where the compiler contracts (GCC at -O2, not at -O1 or under
-/// -ffp-contract=off). Then the sums, and the agreement of two paths through them (with
-/// each other and with the CUDA kernels' fmaf), would hang on the caller's flags.
+// Fused multiply-adds, each rounded once. xsimd 8.1 has no AVX-512 kernels for them: its
+// generic ones are x * y + z, fused only where the compiler contracts (GCC at -O2, not at
+// -O1 or under -ffp-contract=off). Then the sums, and the agreement of two paths through
+// them (with each other and with the CUDA kernels' fmaf), would hang on the caller's flags.
+#if XSIMD_WITH_AVX512F
+#define VMOER_ZMM_FUSED(op, x, y, z)                                             \
+  if constexpr (std::is_same_v<typename B::value_type, float> && B::size == 16)  \
+    return B(_mm512_##op##_ps(x, y, z));                                         \
+  if constexpr (std::is_same_v<typename B::value_type, double> && B::size == 8)  \
+    return B(_mm512_##op##_pd(x, y, z));
+#else
+#define VMOER_ZMM_FUSED(op, x, y, z)
+#endif
+
+/// x * y + z.
 template <class B>
 VMOER_ALWAYS_INLINE B fmadd(const B& x, const B& y, const B& z) {
-#if XSIMD_WITH_AVX512F
-  using T = typename B::value_type;
-  if constexpr (std::is_same_v<T, float> && B::size == 16) return B(_mm512_fmadd_ps(x, y, z));
-  if constexpr (std::is_same_v<T, double> && B::size == 8) return B(_mm512_fmadd_pd(x, y, z));
-#endif
+  VMOER_ZMM_FUSED(fmadd, x, y, z)
   return xsimd::fma(x, y, z);
 }
 
-/// x * y - z and z - x * y, rounded once (negation is exact).
+/// x * y - z.
 template <class B>
 VMOER_ALWAYS_INLINE B fmsub(const B& x, const B& y, const B& z) {
-  return fmadd(x, y, -z);
+  VMOER_ZMM_FUSED(fmsub, x, y, z)
+  return xsimd::fms(x, y, z);
 }
+
+/// z - x * y.
 template <class B>
 VMOER_ALWAYS_INLINE B fnmadd(const B& x, const B& y, const B& z) {
-  return fmadd(-x, y, z);
+  VMOER_ZMM_FUSED(fnmadd, x, y, z)
+  return xsimd::fnma(x, y, z);
 }
+
+#undef VMOER_ZMM_FUSED
 
 /// Horizontal sum. xsimd 8.1 (Debian 12) names it hadd; later releases reduce_add.
 template <class B>
