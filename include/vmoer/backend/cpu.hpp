@@ -115,8 +115,8 @@ void route_tile(const Router& router, const MatrixView<In>& hidden, Index begin,
     Eigen::Map<Matrix<T>, 0, Eigen::OuterStride<>>(moved, m, dim, Eigen::OuterStride<>(ldx)) =
         hidden.middleRows(begin, m).template cast<T>();
     x = moved;
-  } else {
-    x = reinterpret_cast<const T*>(hidden.data()) + begin * hidden.outerStride();  // In is T here
+  } else if constexpr (std::is_same_v<In, T>) {  // Cpu::route places every converted tile
+    x = hidden.data() + begin * hidden.outerStride();
     ldx = hidden.outerStride();
   }
 
