@@ -13,34 +13,6 @@
 
 namespace vmoer::cpu {
 
-namespace detail {
-
-// hi and lo halves of the 32 x 32 -> 64-bit products a * m, lane by lane: even lanes
-// multiply in place, odd lanes after a shift down, and the halves are blended back.
-template <class U>
-VMOER_ALWAYS_INLINE void mul_hi_lo(const U& a, std::uint32_t m, U& hi, U& lo) {
-#if XSIMD_WITH_AVX512F
-  if constexpr (U::size == 16) {  // each blend and word swap is one masked vpshufd
-    const __m512i qm = _mm512_set1_epi64(m);
-    const __m512i even = _mm512_mul_epu32(a, qm), odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), qm);
-    hi = U(_mm512_mask_shuffle_epi32(odd, 0x5555, even, _MM_PERM_CDAB));
-    lo = U(_mm512_mask_shuffle_epi32(even, 0xAAAA, odd, _MM_PERM_CDAB));
-    return;
-  }
-#endif
-  using Q = xsimd::batch<std::uint64_t, typename U::arch_type>;
-  struct odd_lanes {
-    static constexpr bool get(unsigned i, unsigned) { return i % 2 == 1; }
-  };
-  const Q qa = xsimd::bitwise_cast<Q>(a), qm(m);
-  const Q even = mul_low_words(qa, qm), odd = mul_low_words(qa >> 32, qm);
-  const auto odd_lane = xsimd::make_batch_bool_constant<U, odd_lanes>();
-  hi = xsimd::select(odd_lane, xsimd::bitwise_cast<U>(odd), xsimd::bitwise_cast<U>(even >> 32));
-  lo = xsimd::select(odd_lane, xsimd::bitwise_cast<U>(odd << 32), xsimd::bitwise_cast<U>(even));
-}
-
-}  // namespace detail
-
 /// The four words of a batch of Philox blocks, one block per lane.
 using PhiloxLanes = std::array<xsimd::batch<std::uint32_t>, 4>;
 
@@ -48,7 +20,19 @@ namespace detail {
 
 using Lanes = xsimd::batch<std::uint32_t>;
 
-// A word that every lane of a batch shares stays a scalar: hi and lo of a * m.
+// Inside the rounds a batch of blocks is two halves with one block per 64-bit lane, each
+// word in the low 32 bits. A 32 x 32 -> 64-bit multiply then leaves lo in place and hi
+// one shift away, where 32-bit lanes need both halves of every product shuffled back
+// into place. The high 32 bits carry junk that nothing reads: the multiplies read low
+// halves only, xor keeps the halves apart, and pack_low drops them.
+using Wide = xsimd::batch<std::uint64_t>;
+
+// hi and lo of a * m: a batch of words...
+VMOER_ALWAYS_INLINE void mul_hi_lo(const Wide& a, std::uint32_t m, Wide& hi, Wide& lo) {
+  lo = mul_low_words(a, Wide(m));
+  hi = lo >> 32;
+}
+// ... or a word that every lane shares, which stays a scalar.
 VMOER_ALWAYS_INLINE void mul_hi_lo(std::uint32_t a, std::uint32_t m, std::uint32_t& hi, std::uint32_t& lo) {
   const std::uint64_t p = std::uint64_t(a) * m;
   hi = std::uint32_t(p >> 32);
@@ -62,11 +46,11 @@ VMOER_ALWAYS_INLINE auto xor_key(const A& a, const B& b, std::uint32_t k) {
   if constexpr (a_shared && b_shared)
     return std::uint32_t(a ^ b ^ k);
   else if constexpr (a_shared)
-    return b ^ Lanes(a ^ k);
+    return b ^ Wide(a ^ k);
   else if constexpr (b_shared)
-    return a ^ Lanes(b ^ k);
+    return a ^ Wide(b ^ k);
   else
-    return a ^ b ^ Lanes(k);
+    return a ^ b ^ Wide(k);
 }
 
 // One Philox round (rng::detail::philox_round) on words that are each a batch or, while
@@ -80,21 +64,52 @@ VMOER_ALWAYS_INLINE auto philox_round(const std::tuple<W0, W1, W2, W3>& c, std::
   return std::tuple{xor_key(hi1, std::get<1>(c), k0), lo1, xor_key(hi0, std::get<3>(c), k1), lo0};
 }
 
-// Rounds Round..9 of N independent batches, round by round so that one batch's
-// multiplies run while another's wait (a single batch is bound by the latency of its
-// ten dependent rounds); the words' types may change up to the third round.
-template <int Round, class State, std::size_t N>
-VMOER_ALWAYS_INLINE void philox_rounds(const std::array<State, N>& c, rng::u32x2 key, PhiloxLanes* out) {
+// The 32-bit lanes whose first half holds the low words of a's 64-bit lanes and whose
+// second half those of b's.
+VMOER_ALWAYS_INLINE Lanes pack_low(const Wide& a, const Wide& b) {
+#if XSIMD_WITH_AVX512F
+  if constexpr (Lanes::size == 16) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    return Lanes(_mm512_permutex2var_epi32(a, even, b));
+  }
+#endif
+  alignas(64) std::uint64_t halves[2][Wide::size];
+  a.store_aligned(halves[0]);
+  b.store_aligned(halves[1]);
+  alignas(64) std::uint32_t words[Lanes::size];
+  for (std::size_t l = 0; l < Lanes::size; ++l) words[l] = std::uint32_t(halves[l / Wide::size][l % Wide::size]);
+  return Lanes::load_aligned(words);
+}
+VMOER_ALWAYS_INLINE Lanes pack_low(std::uint32_t a, std::uint32_t b) { return pack_low(Wide(a), Wide(b)); }
+
+// Rounds Round..9 of M half batches, round by round so that one half's multiplies run
+// while another's wait (a single one is bound by the latency of its ten dependent
+// rounds); the words' types may change up to the third round. Halves 2i and 2i + 1 make
+// out[i].
+template <int Round, class State, std::size_t M>
+VMOER_ALWAYS_INLINE void philox_rounds(const std::array<State, M>& c, rng::u32x2 key, PhiloxLanes* out) {
   if constexpr (Round == 10) {
-    for (std::size_t i = 0; i < N; ++i)
-      std::apply([&](const auto&... w) { out[i] = PhiloxLanes{Lanes(w)...}; }, c[i]);
+    for (std::size_t i = 0; i < M / 2; ++i)
+      out[i] = PhiloxLanes{pack_low(std::get<0>(c[2 * i]), std::get<0>(c[2 * i + 1])),
+                           pack_low(std::get<1>(c[2 * i]), std::get<1>(c[2 * i + 1])),
+                           pack_low(std::get<2>(c[2 * i]), std::get<2>(c[2 * i + 1])),
+                           pack_low(std::get<3>(c[2 * i]), std::get<3>(c[2 * i + 1]))};
   } else {
     const std::uint32_t k0 = key[0] + std::uint32_t(Round) * rng::detail::philox_w0,
                         k1 = key[1] + std::uint32_t(Round) * rng::detail::philox_w1;
-    std::array<decltype(philox_round(c[0], k0, k1)), N> next;
-    for (std::size_t i = 0; i < N; ++i) next[i] = philox_round(c[i], k0, k1);
+    std::array<decltype(philox_round(c[0], k0, k1)), M> next;
+    for (std::size_t i = 0; i < M; ++i) next[i] = philox_round(c[i], k0, k1);
     philox_rounds<Round + 1>(next, key, out);
   }
+}
+
+// Half h of a batch of words: lanes h W/2 ... of x, one per 64-bit lane.
+VMOER_ALWAYS_INLINE Wide half_of(const Lanes& x, std::size_t h) {
+  alignas(64) std::uint32_t words[Lanes::size];
+  x.store_aligned(words);
+  alignas(64) std::uint64_t wide[Wide::size];
+  for (std::size_t l = 0; l < Wide::size; ++l) wide[l] = words[h * Wide::size + l];
+  return Wide::load_aligned(wide);
 }
 
 }  // namespace detail
@@ -103,8 +118,12 @@ VMOER_ALWAYS_INLINE void philox_rounds(const std::array<State, N>& c, rng::u32x2
 /// entry and its output block on return (rng::philox4x32, lane by lane).
 template <int N>
 VMOER_ALWAYS_INLINE void philox4x32_lanes(PhiloxLanes* c, rng::u32x2 key) {
-  std::array<std::tuple<detail::Lanes, detail::Lanes, detail::Lanes, detail::Lanes>, N> state;
-  for (int i = 0; i < N; ++i) state[std::size_t(i)] = std::tuple{c[i][0], c[i][1], c[i][2], c[i][3]};
+  using detail::Wide;
+  std::array<std::tuple<Wide, Wide, Wide, Wide>, 2 * N> state;
+  for (int i = 0; i < N; ++i)
+    for (std::size_t h = 0; h < 2; ++h)
+      state[2 * std::size_t(i) + h] = std::tuple{detail::half_of(c[i][0], h), detail::half_of(c[i][1], h),
+                                                 detail::half_of(c[i][2], h), detail::half_of(c[i][3], h)};
   detail::philox_rounds<0>(state, key, c);
 }
 
@@ -124,25 +143,27 @@ enum class Across : int {
 template <int N, Across across>
 VMOER_ALWAYS_INLINE void philox_batches(const rng::Stream& s, rng::Purpose p, std::uint32_t token,
                                         std::uint32_t sample, std::uint32_t block, PhiloxLanes* out) {
-  using U = detail::Lanes;
-  alignas(64) std::uint32_t lane[U::size];
-  for (std::size_t l = 0; l < U::size; ++l) lane[l] = std::uint32_t(l);
-  const U steps = U::load_aligned(lane);
-  // Word `across` of the counter as a batch stepping lane by lane, the others as scalars.
-  auto counter = [&](const rng::u32x4& c) {
+  using detail::Wide;
+  alignas(64) std::uint64_t lane[2][Wide::size];
+  for (std::size_t l = 0; l < 2 * Wide::size; ++l) lane[l / Wide::size][l % Wide::size] = l;
+  const Wide steps[2] = {Wide::load_aligned(lane[0]), Wide::load_aligned(lane[1])};
+  // Word `across` of the counter as a batch stepping lane by lane (half h of the lanes),
+  // the others as scalars. A step that carries past 32 bits only touches the junk half.
+  auto counter = [&](const rng::u32x4& c, std::size_t h) {
     auto word = [&](auto j) {
       if constexpr (decltype(j)::value == int(across))
-        return U(c[j]) + steps;
+        return Wide(c[j]) + steps[h];
       else
         return c[j];
     };
     return std::tuple{word(std::integral_constant<int, 0>{}), word(std::integral_constant<int, 1>{}),
                       word(std::integral_constant<int, 2>{}), word(std::integral_constant<int, 3>{})};
   };
-  constexpr std::uint32_t step = across == Across::blocks ? std::uint32_t(U::size) : 1u;
-  std::array<decltype(counter(rng::u32x4{})), N> state;
+  constexpr std::uint32_t step = across == Across::blocks ? std::uint32_t(detail::Lanes::size) : 1u;
+  std::array<decltype(counter(rng::u32x4{}, 0)), 2 * N> state;
   for (int i = 0; i < N; ++i)
-    state[std::size_t(i)] = counter(s.counter(p, token, sample, block + std::uint32_t(i) * step));
+    for (std::size_t h = 0; h < 2; ++h)
+      state[2 * std::size_t(i) + h] = counter(s.counter(p, token, sample, block + std::uint32_t(i) * step), h);
   detail::philox_rounds<0>(state, s.key(), out);
 }
 

@@ -146,9 +146,12 @@ inline auto reduce_max(const B& b) {
 
 /// 64-bit products of the low 32-bit words of each 64-bit lane (pmuludq). xsimd's
 /// 64-bit multiply is a full 64 x 64 one, several times slower, and Philox needs only
-/// 32 x 32 -> 64. (AVX-512 builds take cpu::detail::mul_hi_lo's own path instead.)
+/// 32 x 32 -> 64.
 template <class Q>
 VMOER_ALWAYS_INLINE Q mul_low_words(const Q& a, const Q& b) {
+#if XSIMD_WITH_AVX512F
+  if constexpr (Q::size == 8) return Q(_mm512_mul_epu32(a, b));
+#endif
 #if XSIMD_WITH_AVX2
   if constexpr (Q::size == 4) return Q(_mm256_mul_epu32(a, b));
 #endif
