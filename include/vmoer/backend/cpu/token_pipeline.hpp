@@ -294,32 +294,50 @@ class TokenPipeline {
         for (Index e = 0; e < experts_; ++e) z[e] *= B(inv_tau_[e]);
       // p = softmax(z) = 2^t / sum with t = (z - max) log2(e), H(p) = log(sum) - log(2)
       // sum_e p_e t_e, and |p - c|^2, per lane.
-      B m = z[0];
-      for (Index e = 1; e < experts_; ++e) m = xsimd::max(m, z[e]);
-      const B scale(log2_e<T>), shift = m * scale;
-      B sum(T(0)), weighted(T(0));
-      for (Index e = 0; e < experts_; ++e) {
+      B m[chains], sum[chains], weighted[chains], square[chains];
+      for (int j = 0; j < chains; ++j) {
+        m[j] = z[0];
+        sum[j] = weighted[j] = square[j] = B(T(0));
+      }
+      over_chains(experts_, [&](Index e, int j) { m[j] = xsimd::max(m[j], z[e]); });
+      const B scale(log2_e<T>), shift = xsimd::max(xsimd::max(m[0], m[1]), xsimd::max(m[2], m[3])) * scale;
+      over_chains(experts_, [&](Index e, int j) {
         const B t = cpu::fmsub(z[e], scale, shift);
         z[e] = pow2(t);
-        sum += z[e];
-        weighted = cpu::fmadd(z[e], t, weighted);
-      }
+        sum[j] += z[e];
+        weighted[j] = cpu::fmadd(z[e], t, weighted[j]);
+      });
+      const B total = (sum[0] + sum[1]) + (sum[2] + sum[3]);
       const auto live = B::load_aligned(lane_index) < B(T(samples_ - s0));  // lanes past S add nothing
-      const B inv = xsimd::select(live, B(T(1)) / sum, B(T(0)));
-      entropy_acc += xsimd::select(live, xsimd::log(sum), B(T(0))) - B(ln_2<T>) * weighted * inv;
-      B square(T(0));
-      for (Index e = 0; e < experts_; ++e) {  // p = z inv, fused into the sum and the difference
+      const B inv = xsimd::select(live, B(T(1)) / total, B(T(0)));
+      entropy_acc += xsimd::select(live, xsimd::log(total), B(T(0))) -
+                     B(ln_2<T>) * ((weighted[0] + weighted[1]) + (weighted[2] + weighted[3])) * inv;
+      over_chains(experts_, [&](Index e, int j) {  // p = z inv, fused into the sum and the difference
         const B d = cpu::fmsub(z[e], inv, B(center_[e]));
         acc[e] = cpu::fmadd(z[e], inv, acc[e]);
-        square = cpu::fmadd(d, d, square);
-      }
-      squares += xsimd::select(live, square, B(T(0)));
+        square[j] = cpu::fmadd(d, d, square[j]);
+      });
+      squares += xsimd::select(live, (square[0] + square[1]) + (square[2] + square[3]), B(T(0)));
     }
     Index e = 0;
     for (B sums; e + 16 <= experts_ && reduce_add_16(acc + e, sums); e += 16) sums.store_aligned(acc_p_.data() + e);
     for (; e < experts_; ++e) acc_p_[e] = reduce_add(acc[e]);
     squares_ += reduce_add(squares);
     return reduce_add(entropy_acc);
+  }
+
+  // Independent accumulators of draw_across_samples' sums over experts: with one, each
+  // loop is a chain of E dependent additions, whose latency costs more than the
+  // arithmetic. over_chains runs body(e, e % chains) for e < n.
+  static constexpr int chains = 4;
+  template <class Body>
+  VMOER_ALWAYS_INLINE static void over_chains(Index n, Body&& body) {
+    Index e = 0;
+    for (; e + chains <= n; e += chains) {
+      VMOER_UNROLL(4)
+      for (int j = 0; j < chains; ++j) body(e + j, j);
+    }
+    for (int j = 0; e < n; ++e, ++j) body(e, j);
   }
 
   // The deterministic counterpart of average_samples (see sampler/moment_matched.hpp):
