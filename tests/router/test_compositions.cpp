@@ -141,6 +141,27 @@ TEST_CASE_TEMPLATE("Gaussian posteriors x samplers x selectors follow the refere
   }
 }
 
+TEST_CASE_TEMPLATE("the draw across samples handles expert counts that end in a partial Philox block", Tv, float,
+                   double) {
+  // Each Philox block gives four normals, and the mean-field draw forms z_e as they come:
+  // E = 5 and 7 leave the last block partly unused.
+  for (std::size_t experts : {5, 7}) {
+    CAPTURE(experts);
+    ref::Router r = test::random_router<Tv>(ref::Cov::diagonal, experts, D, H, 0, 90 + experts);
+    const ref::mat x = test::random_hidden<Tv>(T, D, 91);
+    r.samples = 33;
+    r.mean_only = false;
+    r.average_logits = false;
+    r.sampled = false;
+    r.conv = {.top_k = 2, .normalize = Normalize::sum};
+    for (double tau : {1.0, 1.6}) {
+      CAPTURE(tau);
+      r.tau = tau;
+      check<MeanField<Tv>>(r, MonteCarlo{.samples = 33}, Temperature{r.conv, tau}, x);
+    }
+  }
+}
+
 TEST_CASE("mc_variance keeps its relative accuracy when the samples barely differ") {
   // sigma = 1e-3: each p_s(e) moves by about 1e-3 of itself, so the variance is about
   // 1e-6 sum_e p(e)^2 while sum_s |p_s|^2 is S sum_e p(e)^2. Summing p_s(e)^2 in float

@@ -16,6 +16,8 @@ namespace vmoer {
 struct Cholesky {
   /// Name used in parameter files and messages.
   static constexpr const char* name = "full_covariance";
+  /// Each logit's noise mixes several normals (see Diagonal::elementwise).
+  static constexpr bool elementwise = false;
   /// Scale-head width: the E(E+1)/2 entries of L.
   VMOER_HOST_DEVICE static constexpr Index head_size(Index experts, Index /*rank*/) {
     return experts * (experts + 1) / 2;

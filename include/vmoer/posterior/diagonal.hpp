@@ -13,6 +13,9 @@ namespace vmoer {
 struct Diagonal {
   /// Name used in parameter files and messages.
   static constexpr const char* name = "mean_field";
+  /// Logit e's noise is sigma_e eps_e alone: a sampler may form z_e = mu_e + sigma_e eps_e
+  /// as each normal comes, without the vector of normals.
+  static constexpr bool elementwise = true;
   /// Scale-head width: E log-variances.
   VMOER_HOST_DEVICE static constexpr Index head_size(Index experts, Index /*rank*/) { return experts; }
   /// Normals per sample.

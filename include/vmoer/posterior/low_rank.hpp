@@ -20,6 +20,8 @@ namespace vmoer {
 struct LowRankDiagonal {
   /// Name used in parameter files and messages.
   static constexpr const char* name = "low_rank";
+  /// Each logit's noise mixes several normals (see Diagonal::elementwise).
+  static constexpr bool elementwise = false;
   /// Scale-head width: E log-variances and the E r entries of V.
   VMOER_HOST_DEVICE static constexpr Index head_size(Index experts, Index rank) { return experts * (1 + rank); }
   /// Normals per sample: E for the diagonal part, r for the factor.

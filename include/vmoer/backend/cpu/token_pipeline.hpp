@@ -283,23 +283,41 @@ class TokenPipeline {
         for (Index i = 0; i < 2; ++i)
           for (Index j = 0; j < 4; ++j) batches[i][j].store_aligned(words + (4 * (b + i) + j) * words_per_batch);
       }
-      for (Index b = 0; b < noise_blocks; ++b) {
-        const std::uint32_t* block = words + 4 * b * words_per_batch;
-        box_muller<T>(block, block + words_per_batch, eps[4 * b], eps[4 * b + 1]);
-        box_muller<T>(block + 2 * words_per_batch, block + 3 * words_per_batch, eps[4 * b + 2], eps[4 * b + 3]);
-      }
-      for (Index e = 0; e < experts_; ++e) z[e] = B(mu_[e]);
-      Posterior::covariance::add_noise(in.scale, eps, z, experts_, rank_);
-      if (tempered)
-        for (Index e = 0; e < experts_; ++e) z[e] *= B(inv_tau_[e]);
-      // p = softmax(z) = 2^t / sum with t = (z - max) log2(e), H(p) = log(sum) - log(2)
-      // sum_e p_e t_e, and |p - c|^2, per lane.
+      // z = mu + L eps, tempered, and its maximum over experts (in `chains` parts).
       B m[chains], sum[chains], weighted[chains], square[chains];
       for (int j = 0; j < chains; ++j) {
-        m[j] = z[0];
+        m[j] = B(-std::numeric_limits<T>::infinity());
         sum[j] = weighted[j] = square[j] = B(T(0));
       }
-      over_chains(experts_, [&](Index e, int j) { m[j] = xsimd::max(m[j], z[e]); });
+      if constexpr (Posterior::covariance::elementwise) {
+        // Each z_e as its normal comes: neither the normals nor a copy of mu go through
+        // memory, whose stores bound this loop.
+        static_assert(chains == 4, "one chain of the maximum per normal of a Philox block");
+        for (Index b = 0; b < noise_blocks; ++b) {
+          const std::uint32_t* block = words + 4 * b * words_per_batch;
+          B n[4];
+          box_muller<T>(block, block + words_per_batch, n[0], n[1]);
+          box_muller<T>(block + 2 * words_per_batch, block + 3 * words_per_batch, n[2], n[3]);
+          for (Index j = 0, e = 4 * b; j < 4 && e < experts_; ++j, ++e) {
+            z[e] = cpu::fmadd(B(in.scale[e]), n[j], B(mu_[e]));
+            if (tempered) z[e] *= B(inv_tau_[e]);
+            m[j] = xsimd::max(m[j], z[e]);
+          }
+        }
+      } else {
+        for (Index b = 0; b < noise_blocks; ++b) {
+          const std::uint32_t* block = words + 4 * b * words_per_batch;
+          box_muller<T>(block, block + words_per_batch, eps[4 * b], eps[4 * b + 1]);
+          box_muller<T>(block + 2 * words_per_batch, block + 3 * words_per_batch, eps[4 * b + 2], eps[4 * b + 3]);
+        }
+        for (Index e = 0; e < experts_; ++e) z[e] = B(mu_[e]);
+        Posterior::covariance::add_noise(in.scale, eps, z, experts_, rank_);
+        if (tempered)
+          for (Index e = 0; e < experts_; ++e) z[e] *= B(inv_tau_[e]);
+        over_chains(experts_, [&](Index e, int j) { m[j] = xsimd::max(m[j], z[e]); });
+      }
+      // p = softmax(z) = 2^t / sum with t = (z - max) log2(e), H(p) = log(sum) - log(2)
+      // sum_e p_e t_e, and |p - c|^2, per lane.
       const B scale(log2_e<T>), shift = xsimd::max(xsimd::max(m[0], m[1]), xsimd::max(m[2], m[3])) * scale;
       over_chains(experts_, [&](Index e, int j) {
         const B t = cpu::fmsub(z[e], scale, shift);
