@@ -231,7 +231,8 @@ VMOER_ALWAYS_INLINE batch<float> minus_two_log_uniform(const xsimd::batch<std::u
   const B f = xsimd::bitwise_cast<B>(bits) - B(1.0f);
   const B f2 = f * f, f4 = f2 * f2;
   // -2 P in Estrin's form, four independent pairs and then three levels, rather than
-  // Horner's chain of eight dependent FMAs: the loop waits on that latency (19% faster).
+  // Horner's chain of eight dependent FMAs: the loop waits on that latency (Box-Muller
+  // 111 -> 91 us for 256 tokens x 32 samples x 64 experts).
   constexpr float m2 = -2.0f;
   const B q0 = cpu::fmadd(B(m2 * -2.4999993993e-1f), f, B(m2 * 3.3333331174e-1f));
   const B q1 = cpu::fmadd(B(m2 * -1.6668057665e-1f), f, B(m2 * 2.0000714765e-1f));
