@@ -13,7 +13,7 @@ TEST_CASE_TEMPLATE("cpu::select_top_k picks what selection::select_top_k picks, 
   std::srand(11);
   for (Index experts : {8, 31, 32, 33, 40, 64, 100, 256})
     for (Index k : {1, 2, 8, 16, 17})
-      for (int levels : {4, 1000000}) {  // 4 distinct values: ties everywhere
+      for (int levels : {4, 40, 1000000}) {  // 4 or 40 distinct values: ties everywhere, or a few
         if (k > experts) continue;
         const Index np = cpu::padded<T>(experts);
         // Padding deliberately above every real key: it must never be picked.

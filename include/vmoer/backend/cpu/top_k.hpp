@@ -1,12 +1,13 @@
 // selection::select_top_k on the CPU, with a SIMD pre-pass that drops most experts
-// before the insertion into the top-K list. The insertion branches on every expert,
-// unpredictably while the list fills; after the pre-pass about K candidates remain.
+// before the K survivors are put in order.
 //
 // Why the result is the same, ties included: lane l's maximum over the batches is the
 // key of one expert of column l (experts l, l + W, l + 2W, ...), so with K <= W columns
 // the K-th largest of those maxima, b, has at least K experts at or above it. No expert
-// below b can be among the top K; the others go through selection::insert_top in
-// ascending id order, as in the full scan.
+// below b can be among the top K. The others, at most one batch of them, are ranked in
+// registers with the lower id first among equal keys, which is the order the full scan's
+// insertion leaves; more than a batch (many equal keys) go through selection::insert_top
+// in ascending id order, as in the full scan.
 #pragma once
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <functional>
 #include <limits>
 #include <type_traits>
+#include <utility>
 
 #include "vmoer/backend/cpu/simd.hpp"
 #include "vmoer/backend/cpu/vector_math.hpp"
@@ -21,10 +23,53 @@
 
 namespace vmoer::cpu {
 
+#if XSIMD_WITH_AVX512F
+namespace detail {
+
+// Rotation r meets lane i of v with lane (i + r) mod 16, which comes before it exactly
+// for i >= 16 - r; meet(lane i's rotated neighbour, that mask) once per r.
+template <class Meet, int... R>
+VMOER_ALWAYS_INLINE void meet_rotations(__m512 v, Meet&& meet, std::integer_sequence<int, R...>) {
+  const __m512i bits = _mm512_castps_si512(v);
+  (meet(_mm512_castsi512_ps(_mm512_alignr_epi32(bits, bits, R + 1)), __mmask16(0xFFFFu << (15 - R))), ...);
+}
+
+// How many lanes of v hold a larger value.
+inline __m512i lanes_above(__m512 v) {
+  const __m512i one = _mm512_set1_epi32(1);
+  __m512i count = _mm512_setzero_si512();
+  meet_rotations(
+      v,
+      [&](__m512 other, __mmask16) {
+        count = _mm512_mask_add_epi32(count, _mm512_cmp_ps_mask(other, v, _CMP_GT_OQ), count, one);
+      },
+      std::make_integer_sequence<int, 15>{});
+  return count;
+}
+
+// The place of each lane of v in descending order, the lower lane first among equal
+// values: lane j is ahead of lane i when v_j > v_i, or v_j == v_i and j < i.
+inline __m512i lane_ranks(__m512 v) {
+  const __m512i one = _mm512_set1_epi32(1);
+  __m512i rank = _mm512_setzero_si512();
+  meet_rotations(
+      v,
+      [&](__m512 other, __mmask16 earlier) {
+        const __mmask16 ahead = _mm512_mask_cmp_ps_mask(earlier, other, v, _CMP_GE_OQ) |
+                                _mm512_mask_cmp_ps_mask(__mmask16(~earlier), other, v, _CMP_GT_OQ);
+        rank = _mm512_mask_add_epi32(rank, ahead, rank, one);
+      },
+      std::make_integer_sequence<int, 15>{});
+  return rank;
+}
+
+}  // namespace detail
+#endif
+
 /// selection::select_top_k's ids and keys. scores and bias (null, or the selection bias)
-/// are padded to np entries, whatever the padding holds. Group-limited selection, fewer
-/// than two batches of experts and K above the batch width take the scalar path, as does
-/// every architecture but AVX-512 (the one with a bit mask of a comparison here).
+/// are padded to np entries, whatever the padding holds. Group-limited selection, K above
+/// the batch width, double and every architecture but AVX-512 (whose compress, expand
+/// and comparison masks this needs) take the scalar path.
 template <class T>
 inline void select_top_k(const T* scores, const float* bias, Index experts, Index np, const Convention& c,
                          std::int32_t* ids, T* keys) {
@@ -32,7 +77,7 @@ inline void select_top_k(const T* scores, const float* bias, Index experts, Inde
   using B = batch<T>;
   constexpr Index w = Index(B::size);
   if constexpr (std::is_same_v<T, float> && w == 16) {
-    if (c.n_group <= 1 && experts >= 2 * w && c.top_k <= w) {
+    if (c.n_group <= 1 && c.top_k <= w) {
       auto key = [&](Index i) {  // batch i of the keys, -inf past the last expert
         B k = B::load_aligned(scores + i);
         if (bias) k += B::load_aligned(bias + i);
@@ -41,20 +86,50 @@ inline void select_top_k(const T* scores, const float* bias, Index experts, Inde
       };
       B column_max = key(0);
       for (Index i = w; i < np; i += w) column_max = xsimd::max(column_max, key(i));
-      alignas(64) T maxima[w];
-      column_max.store_aligned(maxima);
-      std::nth_element(maxima, maxima + (c.top_k - 1), maxima + w, std::greater<T>());
-      const B bound(maxima[c.top_k - 1]);
-      Index count = 0;
+      const __m512i top = _mm512_set1_epi32(int(c.top_k));
+      // The K-th largest maximum: the least of those with fewer than K above them.
+      const T bound = _mm512_mask_reduce_min_ps(_mm512_cmplt_epi32_mask(detail::lanes_above(column_max), top), column_max);
+      // The survivors, appended in ascending id order to one batch of keys and one of ids.
+      const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+      __m512 kept = _mm512_set1_ps(-std::numeric_limits<T>::infinity());
+      __m512i kept_ids = _mm512_setzero_si512();
+      int count = 0;
+      for (Index i = 0; i < np && count <= int(w); i += w) {
+        const B k = key(i);
+        const __mmask16 hits = _mm512_cmp_ps_mask(k, B(bound), _CMP_GE_OQ);
+        const int n = __builtin_popcount(hits);
+        if (count + n <= int(w)) {  // expand fills lanes count .. count + n - 1
+          const __mmask16 slots = __mmask16(((1u << n) - 1u) << count);
+          kept = _mm512_mask_expand_ps(kept, slots, _mm512_maskz_compress_ps(hits, k));
+          kept_ids = _mm512_mask_expand_epi32(
+              kept_ids, slots, _mm512_maskz_compress_epi32(hits, _mm512_add_epi32(lane, _mm512_set1_epi32(int(i)))));
+        }
+        count += n;
+      }
+      if (count <= int(w)) {  // rank r < K goes to place r; lanes past count hold -inf, ranked last
+        alignas(64) T lane_keys[w];
+        alignas(64) std::int32_t lane_ids[w], ranks[w];
+        const __m512i rank = detail::lane_ranks(kept);
+        _mm512_store_ps(lane_keys, kept);
+        _mm512_store_si512(lane_ids, kept_ids);
+        _mm512_store_si512(ranks, rank);
+        for (std::uint32_t chosen = _mm512_cmplt_epi32_mask(rank, top); chosen; chosen &= chosen - 1) {
+          const int l = __builtin_ctz(chosen);
+          keys[ranks[l]] = lane_keys[l];
+          ids[ranks[l]] = lane_ids[l];
+        }
+        return;
+      }
+      Index filled = 0;  // many equal keys: the insertion, over the survivors only
       for (Index i = 0; i < np; i += w) {
         const B k = key(i);
-        std::uint32_t hits = _mm512_cmp_ps_mask(k, bound, _CMP_GE_OQ);
+        std::uint32_t hits = _mm512_cmp_ps_mask(k, B(bound), _CMP_GE_OQ);
         if (!hits) continue;
         alignas(64) T lanes[w];
         k.store_aligned(lanes);
         for (; hits; hits &= hits - 1) {
           const int l = __builtin_ctz(hits);
-          selection::insert_top(lanes[l], std::int32_t(i + l), keys, ids, count, c.top_k);
+          selection::insert_top(lanes[l], std::int32_t(i + l), keys, ids, filled, c.top_k);
         }
       }
       return;
