@@ -326,6 +326,7 @@ enum class Part {
   normals_scalar,   // rng::normals, the scalar reference, same count
   softmax,          // cpu::softmax_entropy, S per token
   topk,             // cpu::select_top_k + combine_weights, once per token
+  topk_grouped,     // the same with DeepSeek-V3's groups: 8 groups scored by their top 2, 4 kept
   pipeline_dirac,   // TokenPipeline<Dirac, MeanOnly, TopK>::run: everything after the projection
   pipeline_mean_field,  // TokenPipeline<MeanField, MonteCarlo(S), TopK>::run
 };
@@ -340,6 +341,7 @@ const char* part_name(Part p) {
     case Part::normals_scalar: return "normals_scalar";
     case Part::softmax: return "softmax";
     case Part::topk: return "topk";
+    case Part::topk_grouped: return "topk_grouped";
     case Part::pipeline_dirac: return "pipeline_dirac";
     case Part::pipeline_mean_field: return "pipeline_mean_field";
   }
@@ -348,7 +350,7 @@ const char* part_name(Part p) {
 
 constexpr Part kAllParts[] = {Part::project_router, Part::project_trunk,  Part::project_head,
                               Part::project_head_full_covariance,         Part::normals_simd,
-                              Part::normals_scalar, Part::softmax,        Part::topk,
+                              Part::normals_scalar, Part::softmax,        Part::topk,           Part::topk_grouped,
                               Part::pipeline_dirac, Part::pipeline_mean_field};
 
 // Mean logits and finalised scales of T tokens, for the pipeline stages.
@@ -380,13 +382,19 @@ void bench_part(benchmark::State& st, Part part, Shape s) {
   for (Index e = 0; e < np; ++e) z[std::size_t(e)] = e < E ? float(e % 7) * 0.1f : -INFINITY;
   const TokenState tokens(s.T, E);
   constexpr Index kFreshBatches = 64;
-  const TokenState fresh(part == Part::topk ? kFreshBatches * s.T : 0, E);
+  const bool grouped = part == Part::topk_grouped;
+  const TokenState fresh(part == Part::topk || grouped ? kFreshBatches * s.T : 0, E);
   Index round = 0;
   IdMatrix ids(s.T, s.K);
   Mat weights(s.T, s.K), keys(1, s.K);
   Signals<float> signals;
   signals.resize(s.T);
-  const Convention conv = convention(s.K);
+  Convention conv = convention(s.K);
+  if (grouped) {
+    conv.n_group = 8;
+    conv.topk_group = 4;
+    conv.group_score = GroupScore::top2_sum;
+  }
 
   auto output = [&](Index t) {
     return cpu::TokenOutput<float>{ids.data() + t * s.K,       weights.data() + t * s.K,
@@ -443,7 +451,8 @@ void bench_part(benchmark::State& st, Part part, Shape s) {
             benchmark::ClobberMemory();
           }
         break;
-      case Part::topk: {
+      case Part::topk:
+      case Part::topk_grouped: {
         // A different batch of scores each time: on one batch repeated, the branch
         // predictor learns where a branchy selection goes (the insertion sort this
         // replaced ran 5x faster there than on fresh scores).
@@ -592,6 +601,7 @@ void register_default() {
   for (Part p : kAllParts) add_part(p, Shape{256, D, E, K});
   add_part(Part::pipeline_mean_field, Shape{256, D, 256, K});
   add_part(Part::pipeline_dirac, Shape{256, D, 256, K});
+  add_part(Part::topk_grouped, Shape{256, D, 256, K});  // DeepSeek-V3's E
 }
 
 // The full grid of issue 2: thousands of cases, hours.

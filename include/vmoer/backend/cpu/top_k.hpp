@@ -63,13 +63,63 @@ inline __m512i lane_ranks(__m512 v) {
   return rank;
 }
 
+// The lanes of the batch of experts i .. i + 15 that lie in [lo, hi).
+inline __mmask16 lanes_in(Index i, Index lo, Index hi) {
+  const Index a = std::clamp<Index>(lo - i, 0, 16), b = std::clamp<Index>(hi - i, 0, 16);
+  return __mmask16(a < b ? ((1u << (b - a)) - 1u) << a : 0u);
+}
+
+// The lanes of the batch of experts i .. i + 15 whose group (of `size` experts) is kept.
+inline __mmask16 kept_lanes(std::uint64_t kept, Index i, Index size) {
+  std::uint32_t lanes = 0;
+  for (Index g = i / size; g * size < i + 16 && g < 64; ++g)
+    lanes |= lanes_in(i, g * size, (g + 1) * size) & (0u - std::uint32_t((kept >> g) & 1u));
+  return __mmask16(lanes);
+}
+
+// selection::kept_groups for at most 16 groups, in registers: each lane keeps the largest
+// two keys it sees of a group (-inf outside it), the group's two largest are then the
+// largest lane and the larger of the other lanes and the seconds. The groups are ranked
+// like the experts, ties to the lower group. The scalar form is a chain of E dependent
+// minima and maxima, 0.36 against 0.06 us a token at E = 256, n_group = 8.
+inline std::uint64_t kept_groups(const float* scores, const float* bias, Index experts, const Convention& c) {
+  const __m512 none = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  const Index size = experts / c.n_group;
+  alignas(64) float group_keys[16];
+  for (Index g = 0; g < 16; ++g) {
+    if (g >= c.n_group) {
+      group_keys[g] = -std::numeric_limits<float>::infinity();
+      continue;
+    }
+    __m512 first = none, second = none;
+    for (Index i = g * size / 16 * 16; i < (g + 1) * size; i += 16) {
+      __m512 k = _mm512_load_ps(scores + i);
+      if (bias) k = _mm512_add_ps(k, _mm512_load_ps(bias + i));
+      k = _mm512_mask_blend_ps(lanes_in(i, g * size, (g + 1) * size), none, k);
+      second = _mm512_max_ps(second, _mm512_min_ps(first, k));
+      first = _mm512_max_ps(first, k);
+    }
+    const float top = _mm512_reduce_max_ps(first);
+    if (c.group_score == GroupScore::max) {
+      group_keys[g] = top;
+      continue;
+    }
+    const std::uint32_t at_top = _mm512_cmpeq_ps_mask(first, _mm512_set1_ps(top));
+    first = _mm512_mask_blend_ps(__mmask16(at_top & (0u - at_top)), first, none);  // one lane of the largest out
+    group_keys[g] = top + _mm512_reduce_max_ps(_mm512_max_ps(first, second));
+  }
+  const __m512i rank = lane_ranks(_mm512_load_ps(group_keys));
+  return _mm512_mask_cmplt_epi32_mask(__mmask16((1u << c.n_group) - 1u), rank, _mm512_set1_epi32(int(c.topk_group)));
+}
+
 }  // namespace detail
 #endif
 
 /// selection::select_top_k's ids and keys. scores and bias (null, or the selection bias)
-/// are padded to np entries, whatever the padding holds. Group-limited selection, K above
-/// the batch width, double and every architecture but AVX-512 (whose compress, expand
-/// and comparison masks this needs) take the scalar path.
+/// are padded to np entries, whatever the padding holds. K above the batch width, double
+/// and every architecture but AVX-512 (whose compress, expand and comparison masks this
+/// needs) take the scalar path. Group-limited selection masks the dropped groups' keys
+/// as the batches are read.
 template <class T>
 inline void select_top_k(const T* scores, const float* bias, Index experts, Index np, const Convention& c,
                          std::int32_t* ids, T* keys) {
@@ -77,10 +127,16 @@ inline void select_top_k(const T* scores, const float* bias, Index experts, Inde
   using B = batch<T>;
   constexpr Index w = Index(B::size);
   if constexpr (std::is_same_v<T, float> && w == 16) {
-    if (c.n_group <= 1 && c.top_k <= w) {
-      auto key = [&](Index i) {  // batch i of the keys, -inf past the last expert
+    if (c.top_k <= w) {
+      const std::uint64_t groups = c.n_group == 1    ? ~std::uint64_t(0)
+                                   : c.n_group <= w ? detail::kept_groups(scores, bias, experts, c)
+                                                    : selection::kept_groups(scores, bias, experts, c);
+      const Index size = experts / c.n_group;
+      const B group_mask(T(c.group_mask));
+      auto key = [&](Index i) {  // batch i of the keys: the group mask in dropped groups, -inf past the last expert
         B k = B::load_aligned(scores + i);
         if (bias) k += B::load_aligned(bias + i);
+        if (c.n_group > 1) k = B(_mm512_mask_blend_ps(detail::kept_lanes(groups, i, size), group_mask, k));
         if (i + w <= experts) return k;
         return xsimd::select(lanes_below<T>(i, experts), k, B(-std::numeric_limits<T>::infinity()));
       };
