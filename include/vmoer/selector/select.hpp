@@ -62,7 +62,8 @@ VMOER_HOST_DEVICE inline std::uint64_t kept_groups(const T* scores, const float*
     }
     // The two largest as minimum and maximum, which compile to min and max rather than
     // branches: where a token's largest keys fall is random, and the branches were
-    // mispredicted (1.2 us a token at E = 256 on a CPU, against 0.5 without).
+    // mispredicted (the CPU's selection took 0.51 us a token with them, 0.36 without, at
+    // E = 256 and 8 groups).
     for (Index e = g * size + (c.group_score == GroupScore::top2_sum ? 2 : 1); e < (g + 1) * size; ++e) {
       const T s = biased(scores, bias, e);
       const T lower = s < first ? s : first;

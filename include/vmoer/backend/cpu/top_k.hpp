@@ -12,7 +12,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <functional>
 #include <limits>
 #include <type_traits>
 #include <utility>
@@ -81,7 +80,8 @@ inline __mmask16 kept_lanes(std::uint64_t kept, Index i, Index size) {
 // two keys it sees of a group (-inf outside it), the group's two largest are then the
 // largest lane and the larger of the other lanes and the seconds. The groups are ranked
 // like the experts, ties to the lower group. The scalar form is a chain of E dependent
-// minima and maxima, 0.36 against 0.06 us a token at E = 256, n_group = 8.
+// minima and maxima: the whole selection took 0.36 us a token with it, 0.23 with this
+// (E = 256, n_group = 8, fresh scores).
 inline std::uint64_t kept_groups(const float* scores, const float* bias, Index experts, const Convention& c) {
   const __m512 none = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   const Index size = experts / c.n_group;
