@@ -444,10 +444,14 @@ class TokenPipeline {
     // sum_e Var_s p_s(e) = (sum_s |p_s - c|^2 - S |p - c|^2) / (S - 1) for any c; with c
     // near p the two terms are of the size of the spread, so little cancels.
     T mc = T(0);
-    if (samples_ > 1) {
-      T offset = T(0);
-      for (Index e = 0; e < experts_; ++e) offset += (acc_p_[e] - center_[e]) * (acc_p_[e] - center_[e]);
-      mc = (squares_ - T(samples_) * offset) / T(samples_ - 1);
+    if (samples_ > 1) {  // |p - c|^2 a batch at a time (padded lanes: 0 - 0), not a chain of E additions
+      using B = batch<T>;
+      B offset(T(0));
+      for (Index i = 0; i < padded_; i += Index(B::size)) {
+        const B d = B::load_aligned(acc_p_.data() + i) - B::load_aligned(center_.data() + i);
+        offset = cpu::fmadd(d, d, offset);
+      }
+      mc = (squares_ - T(samples_) * reduce_add(offset)) / T(samples_ - 1);
     }
     *out.mc_variance = mc > T(0) ? mc : T(0);
     if constexpr (Posterior::weight_space) {  // no closed form: the sample estimate of tr Cov(z)
