@@ -7,7 +7,8 @@
 // below b can be among the top K. The others, at most one batch of them, are ranked in
 // registers with the lower id first among equal keys, which is the order the full scan's
 // insertion leaves; more than a batch (many equal keys) go through selection::insert_top
-// in ascending id order, as in the full scan.
+// in ascending id order, as in the full scan. One batch of experts (E <= 16) needs no
+// pre-pass: it is ranked as it is.
 #pragma once
 
 #include <algorithm>
@@ -17,7 +18,6 @@
 #include <utility>
 
 #include "vmoer/backend/cpu/simd.hpp"
-#include "vmoer/backend/cpu/vector_math.hpp"
 #include "vmoer/selector/select.hpp"
 
 namespace vmoer::cpu {
@@ -138,29 +138,36 @@ inline void select_top_k(const T* scores, const float* bias, Index experts, Inde
         if (bias) k += B::load_aligned(bias + i);
         if (c.n_group > 1) k = B(_mm512_mask_blend_ps(detail::kept_lanes(groups, i, size), group_mask, k));
         if (i + w <= experts) return k;
-        return xsimd::select(lanes_below<T>(i, experts), k, B(-std::numeric_limits<T>::infinity()));
+        return B(_mm512_mask_blend_ps(detail::lanes_in(i, 0, experts), _mm512_set1_ps(-std::numeric_limits<T>::infinity()), k));
       };
-      B column_max = key(0);
-      for (Index i = w; i < np; i += w) column_max = xsimd::max(column_max, key(i));
       const __m512i top = _mm512_set1_epi32(int(c.top_k));
-      // The K-th largest maximum: the least of those with fewer than K above them.
-      const T bound = _mm512_mask_reduce_min_ps(_mm512_cmplt_epi32_mask(detail::lanes_above(column_max), top), column_max);
-      // The survivors, appended in ascending id order to one batch of keys and one of ids.
       const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-      __m512 kept = _mm512_set1_ps(-std::numeric_limits<T>::infinity());
-      __m512i kept_ids = _mm512_setzero_si512();
-      int count = 0;
-      for (Index i = 0; i < np && count <= int(w); i += w) {
-        const B k = key(i);
-        const __mmask16 hits = _mm512_cmp_ps_mask(k, B(bound), _CMP_GE_OQ);
-        const int n = __builtin_popcount(hits);
-        if (count + n <= int(w)) {  // expand fills lanes count .. count + n - 1
-          const __mmask16 slots = __mmask16(((1u << n) - 1u) << count);
-          kept = _mm512_mask_expand_ps(kept, slots, _mm512_maskz_compress_ps(hits, k));
-          kept_ids = _mm512_mask_expand_epi32(
-              kept_ids, slots, _mm512_maskz_compress_epi32(hits, _mm512_add_epi32(lane, _mm512_set1_epi32(int(i)))));
+      // One batch of experts (Mixtral's 8, or 16): no bound to find.
+      __m512 kept = key(0);
+      __m512i kept_ids = lane;
+      int count = int(w);
+      T bound = -std::numeric_limits<T>::infinity();
+      if (np > w) {
+        B column_max = kept;
+        for (Index i = w; i < np; i += w) column_max = xsimd::max(column_max, key(i));
+        // The K-th largest maximum: the least of those with fewer than K above them.
+        bound = _mm512_mask_reduce_min_ps(_mm512_cmplt_epi32_mask(detail::lanes_above(column_max), top), column_max);
+        // The survivors, appended in ascending id order to one batch of keys and one of ids.
+        kept = _mm512_set1_ps(-std::numeric_limits<T>::infinity());
+        kept_ids = _mm512_setzero_si512();
+        count = 0;
+        for (Index i = 0; i < np && count <= int(w); i += w) {
+          const B k = key(i);
+          const __mmask16 hits = _mm512_cmp_ps_mask(k, B(bound), _CMP_GE_OQ);
+          const int n = __builtin_popcount(hits);
+          if (count + n <= int(w)) {  // expand fills lanes count .. count + n - 1
+            const __mmask16 slots = __mmask16(((1u << n) - 1u) << count);
+            kept = _mm512_mask_expand_ps(kept, slots, _mm512_maskz_compress_ps(hits, k));
+            kept_ids = _mm512_mask_expand_epi32(
+                kept_ids, slots, _mm512_maskz_compress_epi32(hits, _mm512_add_epi32(lane, _mm512_set1_epi32(int(i)))));
+          }
+          count += n;
         }
-        count += n;
       }
       if (count <= int(w)) {  // rank r < K goes to place r; lanes past count hold -inf, ranked last
         alignas(64) T lane_keys[w];
