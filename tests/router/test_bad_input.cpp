@@ -2,6 +2,7 @@
 // argument and its value; nothing is returned half-written.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -96,6 +97,12 @@ TEST_CASE("non-finite values") {
   post.parameters()["encoder.scale.bias"].setConstant(1000.f);
   CHECK_ERROR(Router(post, MonteCarlo{.samples = 2}, TopK{{.top_k = 2}}).route(hidden()),
               "the posterior scale of token 0 is not finite");
+  // Finite entries of L whose squares overflow tr(Sigma) are reported as well.
+  FullCovariance<float> full(weight(), {});
+  float* scale_bias = full.parameters()["encoder.scale.bias"].data();
+  std::fill(scale_bias + E, scale_bias + E * (E + 1) / 2, 1e30f);  // the strictly lower entries
+  CHECK_ERROR(Router(full, MonteCarlo{.samples = 2}, TopK{{.top_k = 2}}).route(hidden()),
+              "tr(Sigma) of token 0 overflows");
 }
 
 TEST_CASE("a failed route returns nothing and leaves the router usable") {

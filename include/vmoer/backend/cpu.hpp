@@ -182,12 +182,21 @@ void route_tile(const Router& router, const MatrixView<In>& hidden, Index begin,
                                      " are not finite (the hidden state or the router weights overflow)"));
       continue;
     }
-    for (Index j = 0; scale_i && j < head; ++j)
-      if (!std::isfinite(scale_i[j])) {
-        error.record(t, vmoer::detail::concat("vmoer: route: the posterior scale of token ", t, " is not finite (entry ",
-                                       j, " = ", double(scale_i[j]), ")"));
-        break;
+    T logit_variance = T(0);
+    if constexpr (P::stochastic && !P::weight_space) {
+      // tr(Sigma) screens the scale too, as the CUDA kernel's does: a sum of squares is
+      // finite exactly when every entry is and none overflows. One pass, not two.
+      logit_variance = P::covariance::trace(scale_i, experts, post.rank());
+      if (!std::isfinite(logit_variance)) {
+        Index j = 0;
+        while (j < head && std::isfinite(scale_i[j])) ++j;
+        error.record(t, j < head ? vmoer::detail::concat("vmoer: route: the posterior scale of token ", t,
+                                                         " is not finite (entry ", j, " = ", double(scale_i[j]), ")")
+                                 : vmoer::detail::concat("vmoer: route: tr(Sigma) of token ", t,
+                                                         " overflows (the posterior scale is too large)"));
+        continue;
       }
+    }
     const Index k = out.ids.cols();
     cpu::TokenOutput<T> o{out.ids.data() + t * k,
                           out.weights.data() + t * k,
@@ -198,7 +207,7 @@ void route_tile(const Router& router, const MatrixView<In>& hidden, Index begin,
                           out.signals.temperature.data() + t,
                           options.keep_logits ? out.logits.data() + t * experts : nullptr,
                           options.keep_probs ? out.probs.data() + t * experts : nullptr};
-    cpu::TokenInput<T> in{options.token_offset + std::uint32_t(t), mu_i, scale_i};
+    cpu::TokenInput<T> in{options.token_offset + std::uint32_t(t), mu_i, scale_i, logit_variance};
     if constexpr (Sel::learned_tau) {
       in.tau = scratch.tau_out.data() + i * scratch.tau_out.cols();
       in.tau_width = scratch.tau_out.cols();

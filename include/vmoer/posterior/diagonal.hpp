@@ -29,9 +29,7 @@ struct Diagonal {
   /// tr(Sigma) = sum sigma^2.
   template <class T>
   VMOER_HOST_DEVICE static T trace(const T* scale, Index experts, Index /*rank*/) {
-    T t = T(0);
-    for (Index e = 0; e < experts; ++e) t += scale[e] * scale[e];
-    return t;
+    return detail::squared_norm(scale, experts);
   }
   /// Adjoint of add_noise: dscale += (dz/dscale)^T dz for one sample (finalised head).
   template <class T>

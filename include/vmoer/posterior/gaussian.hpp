@@ -25,11 +25,20 @@ namespace detail {
 
 /// Sum of squares of n entries: tr(Sigma) of a covariance S S^T whose factor S has
 /// exactly these free entries (the Cholesky factor; the diagonal and V of low rank).
+/// Sixteen interleaved partial sums joined pairwise, a fixed order that a CPU runs as SIMD
+/// batches: one chain of n dependent additions took 1.5 us a token at E = 64 (2080
+/// entries of the Cholesky factor), a quarter of the full-covariance router's time.
 template <class T>
 VMOER_HOST_DEVICE inline T squared_norm(const T* x, Index n) {
-  T t = T(0);
-  for (Index i = 0; i < n; ++i) t += x[i] * x[i];
-  return t;
+  constexpr Index lanes = 16;
+  T part[lanes] = {};
+  Index i = 0;
+  for (; i + lanes <= n; i += lanes)
+    for (Index j = 0; j < lanes; ++j) part[j] += x[i + j] * x[i + j];
+  for (Index j = 0; i + j < n; ++j) part[j] += x[i + j] * x[i + j];
+  for (Index half = lanes / 2; half > 0; half /= 2)
+    for (Index j = 0; j < half; ++j) part[j] += part[j + half];
+  return part[0];
 }
 
 }  // namespace detail

@@ -29,6 +29,7 @@ struct TokenInput {
   std::uint32_t token = 0;      ///< global token index (its RNG coordinate)
   const T* mu = nullptr;        ///< [E] posterior mean logits
   const T* scale = nullptr;     ///< finalised scale head of a Gaussian posterior, or null
+  T logit_variance = T(0);      ///< its tr(Sigma) (covariance::trace of the scale)
   const T* tau = nullptr;       ///< [1 or E] learned temperatures, or null for the selector's fixed one
   Index tau_width = 0;          ///< 1 or E when tau is set
   const T* samples = nullptr;   ///< [S] rows of E logit samples from a weight-space posterior, or null
@@ -458,7 +459,7 @@ class TokenPipeline {
       const T mean_scale = aggregate_ == Aggregate::logits ? T(1) : inv_s;  // acc_z_ already averaged for logits
       *out.logit_variance = samples_ > 1 ? sample_variance(acc_z_.data(), acc_z2_.data(), mean_scale) : T(0);
     } else if constexpr (Posterior::stochastic) {
-      *out.logit_variance = Posterior::covariance::trace(in.scale, experts_, rank_);
+      *out.logit_variance = in.logit_variance;
     } else {
       *out.logit_variance = T(0);
     }
