@@ -46,6 +46,8 @@ TEST_CASE("shapes") {
   CHECK_ERROR(r.route(hidden(2), {.token_offset = 0xFFFFFFFFu}), "exceeds 2^32 token indices");
   CHECK_ERROR(Router(Dirac<float>(weight()), MeanOnly{}, TopK{{.top_k = 2}}, rng::Stream{0, 1u << 24}),
               "layer = 16777216 exceeds 16777215");
+  CHECK_ERROR(Router(Dirac<float>(weight()), MeanOnly{}, TopK{{.top_k = 2}}, rng::Stream{}, Cpu{.tile = -1}).route(hidden()),
+              "tile = -1 must be >= 0");
 }
 
 TEST_CASE("sizes: K, S, groups, encoder") {

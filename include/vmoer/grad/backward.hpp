@@ -143,8 +143,9 @@ Gradients<typename Router::scalar> backward(const Router& router, const MatrixVi
   const P& post = router.posterior();
   const Sel& sel = router.selector();
   const Cpu& cpu = router.backend();
-  const Index tokens = hidden.rows(), experts = post.experts(), samples = samples_of(router), tile = cpu.tile;
-  vmoer::detail::require(tile >= 1, "Cpu", "tile = ", tile, " must be >= 1");
+  vmoer::detail::require(cpu.tile >= 0, "Cpu", "tile = ", cpu.tile, " must be >= 0 (0: chosen per call)");
+  const Index tokens = hidden.rows(), experts = post.experts(), samples = samples_of(router),
+              tile = vmoer::cpu::tile_for(cpu, tokens, vmoer::cpu::tile_bytes(router));
   const Rows<T, In> x(hidden);
 
   Gradients<T> g{Parameters<T>(post.parameters().layout()), {}, {}, T(0)};
@@ -245,7 +246,7 @@ Vector<typename Router::scalar> kl_divergence(const Router& router, const Eigen:
   detail::require(std::isfinite(prior_sigma) && prior_sigma > 0, "kl_divergence", "prior_sigma = ", prior_sigma,
                   " must be finite and > 0");
   const grad::detail::Rows<T, typename Derived::Scalar> x(view);
-  const Index tokens = view.rows(), tile = router.backend().tile;
+  const Index tokens = view.rows(), tile = cpu::tile_for(router.backend(), tokens, cpu::tile_bytes(router));
   const grad::LogitBackward<P, false> pb(router.posterior(), 0, 1, router.stream(), T(prior_sigma * prior_sigma));
   Vector<T> out(tokens);
   grad::parallel_for(
