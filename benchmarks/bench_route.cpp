@@ -365,12 +365,14 @@ struct TokenState {
 
 void bench_part(benchmark::State& st, Part part, Shape s) {
   using cpu::padded;
-  const Index tile = 16, E = s.E, H = kHidden, S = std::max<Index>(s.S, 1);
+  const Index E = s.E, H = kHidden, S = std::max<Index>(s.S, 1);
   const Mat& x = hidden_input(s.T, s.D);
   const MeanField<float> post = gaussian<MeanField<float>>(s, 0);
   const bool full = part == Part::project_head_full_covariance;
   const FullCovariance<float> full_post = gaussian<FullCovariance<float>>(full ? s : Shape{1, 16, 1, 1}, 0);
   const Index head_rows = full ? E + full_post.head_size() : 2 * E;
+  // The projections run a tile at a time, cut as route() cuts them (cpu::tile_bytes' count).
+  const Index tile = cpu::tile_for(Cpu{.threads = 1}, s.T, (E + H + head_rows) * Index(sizeof(float)));
   const float* head_weight = full ? full_post.head_weight() : post.head_weight();
   const float* head_bias = full ? full_post.head_bias() : post.head_bias();
   cpu::projection_scratch<float> lanes;
