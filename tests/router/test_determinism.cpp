@@ -68,6 +68,23 @@ TEST_CASE("routing is bit-identical across thread counts, tile sizes and batch s
                                          .group_score = GroupScore::top2_sum}});
 }
 
+TEST_CASE("cpu::tile_for: 64 tokens, fewer for large tiles or to give every thread one, never below 16") {
+  constexpr Index KiB = 1024;
+  CHECK(cpu::tile_for(Cpu{.threads = 1}, 4096, 1 * KiB) == 64);
+  CHECK(cpu::tile_for(Cpu{.threads = 1, .tile = 7}, 4096, 1 * KiB) == 7);  // the caller's is kept
+  CHECK(cpu::tile_for(Cpu{.threads = 1}, 4096, 16 * KiB) == 32);           // 512 KiB a tile
+  CHECK(cpu::tile_for(Cpu{.threads = 1}, 4096, 1024 * KiB) == 16);
+  CHECK(cpu::tile_for(Cpu{.threads = 1}, 5, 1 * KiB) == 16);
+#if defined(_OPENMP)
+  CHECK(cpu::tile_for(Cpu{.threads = 2}, 100, 1 * KiB) == 50);
+  CHECK(cpu::tile_for(Cpu{.threads = 2}, 20, 1 * KiB) == 16);
+  CHECK(cpu::tile_for(Cpu{.threads = 4}, 4096, 1 * KiB) == 64);
+#endif
+  // What a full-covariance tile writes per token: logits, trunk, mean residual and the E(E+1)/2 entries of L.
+  const Router full(FullCovariance<float>(Matrix<float>::Random(8, 4), {}, {.hidden = 3}), MonteCarlo{}, TopK{{.top_k = 2}});
+  CHECK(cpu::tile_bytes(full) == (8 + 3 + 8 + 36) * Index(sizeof(float)));
+}
+
 TEST_CASE("different seeds, layers and token offsets give different samples") {
   const ref::Router r = test::random_router<float>(ref::Cov::diagonal, 16, 40, 8, 0, 5);
   const Matrix<float> x = test::to_matrix<float>(test::random_hidden<float>(8, 40, 9));

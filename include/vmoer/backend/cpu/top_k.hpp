@@ -138,7 +138,8 @@ inline void select_top_k(const T* scores, const float* bias, Index experts, Inde
         if (bias) k += B::load_aligned(bias + i);
         if (c.n_group > 1) k = B(_mm512_mask_blend_ps(detail::kept_lanes(groups, i, size), group_mask, k));
         if (i + w <= experts) return k;
-        return B(_mm512_mask_blend_ps(detail::lanes_in(i, 0, experts), _mm512_set1_ps(-std::numeric_limits<T>::infinity()), k));
+        const __m512 none = _mm512_set1_ps(-std::numeric_limits<T>::infinity());
+        return B(_mm512_mask_blend_ps(detail::lanes_in(i, 0, experts), none, k));
       };
       const __m512i top = _mm512_set1_epi32(int(c.top_k));
       const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
