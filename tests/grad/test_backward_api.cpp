@@ -83,4 +83,6 @@ TEST_CASE("backward rejects bad arguments with named errors") {
   const Router dirac(gradcheck::make_posterior<Dirac<double>>(6, 4, 1), MeanOnly{}, TopK{{.top_k = 2}});
   const auto rd = dirac.route(x);
   fails([&] { return backward(dirac, x, rd, dw, {.regularisers = {.kl_weight = 1}}); }, "needs a Gaussian");
+  const Router bad_tile(post, MonteCarlo{.samples = 2}, TopK{{.top_k = 2}}, rng::Stream{}, Cpu{.tile = -1});
+  fails([&] { return backward(bad_tile, x, r, dw); }, "tile = -1 must be >= 0");
 }

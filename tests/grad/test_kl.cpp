@@ -91,9 +91,12 @@ TEST_CASE_TEMPLATE("KL to the prior N(l_det, s^2 I): closed form = dense formula
   }
 }
 
-TEST_CASE("kl_divergence rejects a bad prior and a wrong input width") {
+TEST_CASE("kl_divergence rejects a bad prior, a wrong input width and a negative tile") {
   const auto post = gradcheck::make_posterior<MeanField<double>>(4, 3, 1);
   const Router router(post, MonteCarlo{}, TopK{{.top_k = 2}});
   CHECK_THROWS_AS(kl_divergence(router, Matrix<double>::Zero(2, 3), 0.0), vmoer::invalid_argument);
   CHECK_THROWS_AS(kl_divergence(router, Matrix<double>::Zero(2, 4)), vmoer::invalid_argument);
+  const Router bad_tile(post, MonteCarlo{}, TopK{{.top_k = 2}}, rng::Stream{}, Cpu{.tile = -1});
+  CHECK_THROWS_WITH_AS(kl_divergence(bad_tile, Matrix<double>::Zero(2, 3)), doctest::Contains("tile = -1 must be >= 0"),
+                       vmoer::invalid_argument);
 }

@@ -64,8 +64,10 @@ Index tile_bytes(const Router& router) {
 /// (every router at E = 64, D = 2048 and 4096; Dirac, mean-field and low rank at E = 256).
 /// Fewer where a tile would write more than 512 KiB (`bytes` a token, tile_bytes), as the
 /// full-covariance heads do at E >= 128, which ran 10-25% slower with large tiles; and fewer
-/// where a thread would get no tile; but neither makes a tile of fewer than 16.
+/// where a thread would get no tile; but neither makes a tile of fewer than 16. A negative
+/// Cpu::tile is an error, for every caller (route, backward, kl_divergence).
 inline Index tile_for(const Cpu& cpu, Index tokens, Index bytes) {
+  vmoer::detail::require(cpu.tile >= 0, "Cpu", "tile = ", cpu.tile, " must be >= 0 (0: chosen per call)");
   if (cpu.tile > 0) return cpu.tile;
   constexpr Index most = 64, least = 16, budget = Index(512) << 10;
   const Index threads = thread_count(cpu);
@@ -263,7 +265,7 @@ void Cpu::route(const Router& router, const MatrixView<In>& hidden, const RouteO
   using T = typename Router::scalar;
   const Index tokens = hidden.rows(), experts = router.posterior().experts(),
               k = router.selector().convention.top_k;
-  detail::require(tile >= 0, "Cpu", "tile = ", tile, " must be >= 0 (0: chosen per call)");
+  const Index tile_size = cpu::tile_for(*this, tokens, cpu::tile_bytes(router));  // checks the tile first
   detail::require(threads >= 0, "Cpu", "threads = ", threads, " must be >= 0");
 
   out.ids.resize(tokens, k);
@@ -301,7 +303,6 @@ void Cpu::route(const Router& router, const MatrixView<In>& hidden, const RouteO
       weights.head_t = cpu::transpose_padded(post.head_weight(), post.experts() + post.head_size(), post.hidden(),
                                              copies.head_t, weights.ld_head_t);
 
-  const Index tile_size = cpu::tile_for(*this, tokens, cpu::tile_bytes(router));
   const Index tiles = (tokens + tile_size - 1) / tile_size;
   cpu::FirstError error;
   using Pipeline = cpu::TokenPipeline<typename Router::posterior_type, typename Router::sampler_type,

@@ -143,7 +143,6 @@ Gradients<typename Router::scalar> backward(const Router& router, const MatrixVi
   const P& post = router.posterior();
   const Sel& sel = router.selector();
   const Cpu& cpu = router.backend();
-  vmoer::detail::require(cpu.tile >= 0, "Cpu", "tile = ", cpu.tile, " must be >= 0 (0: chosen per call)");
   const Index tokens = hidden.rows(), experts = post.experts(), samples = samples_of(router),
               tile = vmoer::cpu::tile_for(cpu, tokens, vmoer::cpu::tile_bytes(router));
   const Rows<T, In> x(hidden);

@@ -36,7 +36,7 @@ void parallel_for(const Cpu& cpu, Index n, Make make, Body body) {
   Index failed = -1;
   std::string message;
 #if defined(_OPENMP)
-  const int threads = cpu.threads > 0 ? cpu.threads : omp_get_max_threads();
+  const int threads = vmoer::cpu::thread_count(cpu);
 #pragma omp parallel num_threads(threads) if (n > 1)
 #else
   (void)cpu;
