@@ -371,8 +371,10 @@ void bench_part(benchmark::State& st, Part part, Shape s) {
   const bool full = part == Part::project_head_full_covariance;
   const FullCovariance<float> full_post = gaussian<FullCovariance<float>>(full ? s : Shape{1, 16, 1, 1}, 0);
   const Index head_rows = full ? E + full_post.head_size() : 2 * E;
-  // The projections run a tile at a time, cut as route() cuts them (cpu::tile_bytes' count).
-  const Index tile = cpu::tile_for(Cpu{.threads = 1}, s.T, (E + H + head_rows) * Index(sizeof(float)));
+  // The projections run a tile at a time, cut as route() cuts them.
+  const Index tile =
+      cpu::tile_for(Cpu{.threads = 1}, s.T, full ? cpu::posterior_tile_bytes(full_post) : cpu::posterior_tile_bytes(post));
+  std::vector<float, xsimd::aligned_allocator<float>> head_copy;
   const float* head_weight = full ? full_post.head_weight() : post.head_weight();
   const float* head_bias = full ? full_post.head_bias() : post.head_bias();
   cpu::projection_scratch<float> lanes;
@@ -425,10 +427,24 @@ void bench_part(benchmark::State& st, Part part, Shape s) {
       }
       case Part::project_head:
       case Part::project_head_full_covariance:
-        for (Index b = 0; b < s.T; b += tile) {
-          const Index m = std::min(tile, s.T - b);
-          cpu::project(h.data(), H, m, head_weight, H, head_rows, H, head_bias, second.data(), head_rows, lanes);
-        }
+        // As route() runs the head on one thread: from a transposed copy, made once a call,
+        // when the call has cpu::head_copy_tokens.
+        [&](auto f) {
+          using T = decltype(f);
+          Index ldwt = 0;
+          const T* wt = nullptr;
+          if constexpr (cpu::lane_trees<T>)
+            if (s.T >= cpu::head_copy_tokens) wt = cpu::transpose_padded(head_weight, head_rows, H, head_copy, ldwt);
+          for (Index b = 0; b < s.T; b += tile) {
+            const Index m = std::min(tile, s.T - b);
+            if constexpr (cpu::lane_trees<T>)
+              if (wt) {
+                cpu::project_transposed(h.data(), H, m, wt, ldwt, head_rows, H, head_bias, second.data(), head_rows);
+                continue;
+              }
+            cpu::project(h.data(), H, m, head_weight, H, head_rows, H, head_bias, second.data(), head_rows, lanes);
+          }
+        }(0.0f);
         benchmark::DoNotOptimize(second.data());
         break;
       case Part::normals_simd:

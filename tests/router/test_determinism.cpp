@@ -159,21 +159,25 @@ TEST_CASE("a call whose hidden states collide with W's rows in L1 routes as one 
 }
 
 TEST_CASE("a call that transposes the encoder head routes as calls that do not") {
-  // A call of at least 128 tokens runs the encoder heads from a transposed copy
-  // (cpu::project_transposed); shorter calls use the weights as they are.
+  // A call with at least 64 tokens a thread runs the encoder heads from a transposed copy,
+  // one a thread (cpu::project_transposed); shorter calls use the weights as they are.
   auto check = [](const ref::Router& r, auto posterior) {
-    const Router<decltype(posterior), MonteCarlo, TopK, Cpu> router(posterior, MonteCarlo{.samples = 4},
-                                                                      TopK{{.top_k = 2}}, rng::Stream{8, 2},
-                                                                      Cpu{.threads = 1});
-    const Matrix<float> x = test::to_matrix<float>(test::random_hidden<float>(130, r.w[0].size(), 13));
-    const Routing<float> all = router.route(x);
-    require_identical(all, router.route(x.topRows(65)));
-    require_identical(all, router.route(x.bottomRows(65), {.token_offset = 65}), 65);
+    for (int threads : {1, 2}) {
+      CAPTURE(threads);
+      const Router<decltype(posterior), MonteCarlo, TopK, Cpu> router(
+          posterior, MonteCarlo{.samples = 4}, TopK{{.top_k = 2}}, rng::Stream{8, 2},
+          Cpu{.threads = threads, .tile = 16});
+      const Matrix<float> x = test::to_matrix<float>(test::random_hidden<float>(130, r.w[0].size(), 13));
+      const Routing<float> all = router.route(x);  // transposed for one thread and for two
+      require_identical(all, router.route(x.topRows(40)));
+      require_identical(all, router.route(x.bottomRows(90), {.token_offset = 40}), 40);
+    }
   };
-  const ref::Router mf = test::random_router<float>(ref::Cov::diagonal, 16, 40, 8, 0, 14);
+  // H = 24: whole batches of the heads' k and a tail.
+  const ref::Router mf = test::random_router<float>(ref::Cov::diagonal, 16, 40, 24, 0, 14);
   check(mf, test::make_posterior<MeanField<float>>(mf));
-  const ref::Router fc = test::random_router<float>(ref::Cov::cholesky, 9, 40, 8, 0, 15);
+  const ref::Router fc = test::random_router<float>(ref::Cov::cholesky, 9, 40, 24, 0, 15);
   check(fc, test::make_posterior<FullCovariance<float>>(fc));
-  const ref::Router lr = test::random_router<float>(ref::Cov::low_rank, 20, 40, 8, 2, 16);
+  const ref::Router lr = test::random_router<float>(ref::Cov::low_rank, 20, 40, 24, 2, 16);
   check(lr, test::make_posterior<LowRank<float>>(lr));
 }

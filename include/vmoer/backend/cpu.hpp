@@ -48,16 +48,27 @@ inline int thread_count(const Cpu& cpu) {
 #endif
 }
 
-/// What a tile of the router's tokens writes, in bytes a token: the first projection, the
-/// encoder heads, and a weight-space posterior's logit samples.
+/// What a tile of tokens writes, in bytes a token: the posterior's first projection and
+/// encoder heads, and `samples` rows of logits from a weight-space posterior.
+template <class Posterior>
+Index posterior_tile_bytes(const Posterior& post, Index samples = 0) {
+  const Index entries = 2 * post.experts() + post.hidden() + post.head_size() + samples * post.experts();
+  return entries * Index(sizeof(typename Posterior::scalar));
+}
+
+/// What a tile of the router's tokens writes, in bytes a token (posterior_tile_bytes).
 template <class Router>
 Index tile_bytes(const Router& router) {
-  const auto& post = router.posterior();
-  Index entries = 2 * post.experts() + post.hidden() + post.head_size();
-  if constexpr (Router::posterior_type::weight_space && Router::sampler_type::draws)
-    entries += router.sampler().samples * post.experts();
-  return entries * Index(sizeof(typename Router::scalar));
+  Index samples = 0;
+  if constexpr (Router::posterior_type::weight_space && Router::sampler_type::draws) samples = router.sampler().samples;
+  return posterior_tile_bytes(router.posterior(), samples);
 }
+
+/// Tokens a thread routes in one call from which a Gaussian posterior's encoder head runs
+/// from the thread's own transposed copy (cpu::project_transposed: 1.5x faster at H = 64,
+/// 3x at H = 16). Copying the Cholesky head at E = 64 costs what about 40 tokens save;
+/// reading another core's fresh copy cost more than copying.
+inline constexpr Index head_copy_tokens = 64;
 
 /// Tokens per tile: Cpu::tile when set. Otherwise 64: the projection's W comes through the
 /// caches once per tile, and on the Zen 5 64 ran 9-13% faster than 16 at T = 256 and 4096
@@ -168,10 +179,12 @@ void route_tile(const Router& router, const MatrixView<In>& hidden, Index begin,
     auto h = scratch.first.rightCols(hidden_width);
     h = h.cwiseMax(T(0));
     scratch.second.resize(m, experts + head);
-    if (weights.head_t)
-      project_transposed(h.data(), experts + hidden_width, m, weights.head_t, weights.ld_head_t, experts + head,
-                         hidden_width, post.head_bias(), scratch.second.data(), experts + head);
-    else
+    bool transposed = false;
+    if constexpr (lane_trees<T>)  // the only types route() transposes the head for
+      if ((transposed = weights.head_t != nullptr))
+        project_transposed(h.data(), experts + hidden_width, m, weights.head_t, weights.ld_head_t, experts + head,
+                           hidden_width, post.head_bias(), scratch.second.data(), experts + head);
+    if (!transposed)
       project(h.data(), experts + hidden_width, m, post.head_weight(), hidden_width, experts + head, hidden_width,
               post.head_bias(), scratch.second.data(), experts + head, scratch.lanes);
     scratch.mu = scratch.first.leftCols(experts) + scratch.second.leftCols(experts);
@@ -278,13 +291,12 @@ void Cpu::route(const Router& router, const MatrixView<In>& hidden, const RouteO
   // the first projection by 5-12%: a call with at least as many tokens as W has rows
   // spreads W's rows once, a shorter one moves each tile's hidden states instead (a decode
   // step copies 8 KiB rather than W). A converted tile (In != T) is moved anyway.
-  // A call with many tokens also runs the encoder head from a transposed copy, which ends
-  // its short dot products without horizontal sums. Every copy gives the same logits, bit
-  // for bit, as the weights and hidden states themselves.
+  // Every copy gives the same logits, bit for bit, as the weights and hidden states
+  // themselves.
   const auto& post = router.posterior();
   const Index dim = post.dim(), rows = post.experts() + post.hidden();
   cpu::TileWeights<T> weights{post.input_weight(), dim};
-  auto& copies = cpu::thread_local_scratch<cpu::WeightCopies<T>>();
+  auto& copies = cpu::thread_local_scratch<cpu::WeightCopies<T>>();  // this thread's
   weights.place_hidden = !std::is_same_v<In, T>;
   if (std::is_same_v<In, T> && cpu::rows_collide(hidden.data(), hidden.outerStride(), weights.input, dim)) {
     if (tokens >= rows)
@@ -292,18 +304,12 @@ void Cpu::route(const Router& router, const MatrixView<In>& hidden, const RouteO
     else
       weights.place_hidden = true;
   }
-  constexpr Index many_tokens = 128;  // transposing the head costs about as much as routing a token
-  using P = typename Router::posterior_type;
-  // The transposed head loads a row of W^T and a broadcast of h per multiply-add, so it
-  // wins where project()'s horizontal sums weigh most: 2.1x faster at H = 16, 1.1x at
-  // H = 48, 0.94x at H = 64 (E = 64, one thread).
-  constexpr Index short_head = 4 * Index(cpu::batch<T>::size);
-  if constexpr (P::stochastic && !P::weight_space && cpu::lane_trees<T>)
-    if (tokens >= many_tokens && post.hidden() < short_head)
-      weights.head_t = cpu::transpose_padded(post.head_weight(), post.experts() + post.head_size(), post.hidden(),
-                                             copies.head_t, weights.ld_head_t);
-
   const Index tiles = (tokens + tile_size - 1) / tile_size;
+  const int nthreads = int(std::min<Index>(tiles, cpu::thread_count(*this)));
+  using P = typename Router::posterior_type;
+  constexpr bool encoder_head = P::stochastic && !P::weight_space;
+  const bool transpose_head = cpu::lane_trees<T> && tokens >= cpu::head_copy_tokens * nthreads;
+
   cpu::FirstError error;
   using Pipeline = cpu::TokenPipeline<typename Router::posterior_type, typename Router::sampler_type,
                                       typename Router::selector_type>;
@@ -311,15 +317,22 @@ void Cpu::route(const Router& router, const MatrixView<In>& hidden, const RouteO
   auto walk = [&](auto&& for_tiles) {
     auto& scratch = cpu::thread_local_scratch<cpu::TileScratch<T>>();
     auto& pipeline = cpu::thread_local_scratch<Pipeline>();
+    cpu::TileWeights<T> own = weights;
     bool configured = false;
     for_tiles([&](Index b) {
       const Index begin = b * tile_size, end = std::min(tokens, begin + tile_size);
       try {
         if (!configured) {
           pipeline.configure(router.posterior(), router.sampler(), router.selector(), router.stream());
+          if constexpr (encoder_head)
+            if (transpose_head)
+              own.head_t = cpu::transpose_padded(post.head_weight(), post.experts() + post.head_size(),
+                                                 post.hidden(),
+                                                 cpu::thread_local_scratch<cpu::WeightCopies<T>>().head_t,
+                                                 own.ld_head_t);
           configured = true;
         }
-        cpu::route_tile(router, hidden, begin, end, weights, options, scratch, pipeline, out, error);
+        cpu::route_tile(router, hidden, begin, end, own, options, scratch, pipeline, out, error);
       } catch (const std::exception& e) {  // exceptions must not cross the parallel region
         error.record(begin, e.what());
       }
@@ -331,8 +344,7 @@ void Cpu::route(const Router& router, const MatrixView<In>& hidden, const RouteO
 #if defined(_OPENMP)
   // A single tile (a decode step) skips the parallel region: its fork and join cost
   // a sizeable share of one token's routing.
-  const int nthreads = cpu::thread_count(*this);
-  if (tiles > 1 && nthreads > 1) {
+  if (nthreads > 1) {
 #pragma omp parallel num_threads(nthreads)
     walk([&](auto&& body) {
 #pragma omp for schedule(dynamic)

@@ -182,42 +182,101 @@ inline void project(const T* x, Index ldx, Index m, const T* w, Index ldw, Index
   }
 }
 
+namespace detail {
+
+// MR batches added elementwise: a leaf of reduce_add_across for MR rows of Y at once.
+template <class B, int MR>
+struct RowBatches {
+  B row[MR];
+  friend VMOER_ALWAYS_INLINE RowBatches operator+(const RowBatches& a, const RowBatches& b) {
+    RowBatches s;
+    VMOER_UNROLL(8)
+    for (int i = 0; i < MR; ++i) s.row[i] = a.row[i] + b.row[i];
+    return s;
+  }
+};
+
+// Lane l of project()'s accumulators for MR rows of X, one batch of outputs: the sums of
+// x_i[p] W^T[p] over p = l, l + w, ... < kv, in that order, from +0. The leaves of
+// reduce_add_across; a functor, as GCC may leave a lambda out of line and return its
+// batches through memory.
+template <class T, int MR>
+struct LaneDots {
+  const T* x;
+  Index ldx;
+  const T* wt;
+  Index ldwt, kv;
+  VMOER_ALWAYS_INLINE RowBatches<batch<T>, MR> operator()(int l) const {
+    using B = batch<T>;
+    RowBatches<B, MR> a;
+    VMOER_UNROLL(8)
+    for (int i = 0; i < MR; ++i) a.row[i] = B(T(0));
+    for (Index p = l; p < kv; p += Index(B::size)) {
+      const B wp = B::load_aligned(wt + p * ldwt);
+      VMOER_UNROLL(8)
+      for (int i = 0; i < MR; ++i) a.row[i] = cpu::fmadd(B(x[i * ldx + p]), wp, a.row[i]);
+    }
+    return a;
+  }
+};
+
+// MR rows of Y in one batch of outputs, the first `cols` lanes stored: the lane sums'
+// tree, the k % w tail in order, then the bias (null: none), as project() ends them.
+template <class T, int MR>
+inline void transposed_rows(const T* x, Index ldx, const T* wt, Index ldwt, Index k, Index kv, const T* bias, T* y,
+                            Index ldy, Index cols) {
+  using B = batch<T>;
+  const auto sums = reduce_add_across(LaneDots<T, MR>{x, ldx, wt, ldwt, kv});
+  alignas(64) T lanes[B::size];
+  for (int i = 0; i < MR; ++i) {
+    B sum = sums.row[i];
+    for (Index p = kv; p < k; ++p) sum = cpu::fmadd(B(x[i * ldx + p]), B::load_aligned(wt + p * ldwt), sum);
+    if (bias) sum += B::load_aligned(bias);
+    if (cols == Index(B::size)) {
+      sum.store_unaligned(y + i * ldy);
+    } else {
+      sum.store_aligned(lanes);
+      std::copy(lanes, lanes + cols, y + i * ldy);
+    }
+  }
+}
+
+template <class T, int... MRs>
+inline void transposed_rows_any(int mr, const T* x, Index ldx, const T* wt, Index ldwt, Index k, Index kv,
+                                const T* bias, T* y, Index ldy, Index cols, std::integer_sequence<int, MRs...>) {
+  ((mr == MRs + 1 ? transposed_rows<T, MRs + 1>(x, ldx, wt, ldwt, k, kv, bias, y, ldy, cols) : void()), ...);
+}
+
+}  // namespace detail
+
 /// project() from W^T [k, n] instead of W (row stride ldwt, a whole number of batches;
-/// entries past n are read and ignored): the same Y, bit for bit; fast with lane_trees<T>.
-/// Each lane holds one output, and lane h of project()'s accumulators becomes a batch of
-/// its own, so the horizontal sum turns into 15 vertical additions in reduce_add's tree.
-/// For short k (the encoder heads, k = H) that sum cost project() more than the products.
+/// entries past n are read and ignored): the same Y, bit for bit, where lane_trees<T>.
+/// Each lane holds one output, and lane l of project()'s accumulators becomes a batch of
+/// its own, so the horizontal sums turn into reduce_add_across's vertical additions. For
+/// short k (the encoder heads, k = H) those sums cost project() as much as the products.
+/// Five rows of X share each load of W^T: their five partial trees, W^T's batch and a
+/// broadcast of x fill the 32 registers.
 template <class T>
+  requires lane_trees<T>
 inline void project_transposed(const T* x, Index ldx, Index m, const T* wt, Index ldwt, Index n, Index k,
                                const T* bias, T* y, Index ldy) {
-  using B = batch<T>;
-  constexpr Index w = Index(B::size);
+  constexpr Index w = Index(batch<T>::size);
+  constexpr int rows = 5;
   const Index kv = k / w * w;
   alignas(64) T lanes[w];
   for (Index j = 0; j < n; j += w) {
     const Index cols = std::min(w, n - j);
-    std::fill(lanes, lanes + w, T(0));
-    if (bias) std::copy(bias + j, bias + j + cols, lanes);
-    const B b = B::load_aligned(lanes);
-    for (Index i = 0; i < m; ++i) {
-      const T* xi = x + i * ldx;
-      B a[w];
-      VMOER_UNROLL(16)
-      for (Index h = 0; h < w; ++h) a[h] = B(T(0));  // project()'s lanes start at +0 too
-      for (Index p = 0; p < kv; p += w) {
-        VMOER_UNROLL(16)
-        for (Index h = 0; h < w; ++h) a[h] = cpu::fmadd(B(xi[p + h]), B::load_aligned(wt + (p + h) * ldwt + j), a[h]);
-      }
-      B sum = reduce_add_across(a);
-      for (Index p = kv; p < k; ++p) sum = cpu::fmadd(B(xi[p]), B::load_aligned(wt + p * ldwt + j), sum);
-      if (bias) sum += b;
-      if (cols == w) {
-        sum.store_unaligned(y + i * ldy + j);
-      } else {
-        sum.store_aligned(lanes);
-        std::copy(lanes, lanes + cols, y + i * ldy + j);
-      }
+    if (bias) {  // padded with zeros, as W^T's columns are
+      std::fill(lanes, lanes + w, T(0));
+      std::copy(bias + j, bias + j + cols, lanes);
     }
+    const T* b = bias ? lanes : nullptr;
+    Index i = 0;
+    for (; i + rows <= m; i += rows)
+      detail::transposed_rows<T, rows>(x + i * ldx, ldx, wt + j, ldwt, k, kv, b, y + i * ldy + j, ldy, cols);
+    if (i < m)
+      detail::transposed_rows_any<T>(int(m - i), x + i * ldx, ldx, wt + j, ldwt, k, kv, b, y + i * ldy + j, ldy,
+                                     cols, std::make_integer_sequence<int, rows - 1>{});
   }
 }
 
@@ -236,14 +295,22 @@ inline T* rows_clear_of(const T* w, Index m, Index k, std::vector<T, xsimd::alig
 }
 
 /// W [n, k] transposed into `copy` for project_transposed, rows padded to whole batches
-/// (with zeros); returns the copy, row stride in ldwt.
+/// (with zeros); returns the copy, row stride in ldwt. A batch of W's rows at a time, so
+/// that the rows read stay in L1 while every row written gets one batch.
 template <class T>
 inline const T* transpose_padded(const T* w, Index n, Index k, std::vector<T, xsimd::aligned_allocator<T>>& copy,
                                  Index& ldwt) {
+  constexpr Index width = Index(batch<T>::size);
   ldwt = padded<T>(n);
-  copy.assign(std::size_t(k * ldwt), T(0));
-  for (Index j = 0; j < n; ++j)
-    for (Index p = 0; p < k; ++p) copy[std::size_t(p * ldwt + j)] = w[j * k + p];
+  copy.resize(std::size_t(k * ldwt));
+  for (Index j0 = 0; j0 < ldwt; j0 += width) {
+    const Index rows = std::min(width, n - j0);
+    for (Index p = 0; p < k; ++p) {
+      T* to = copy.data() + p * ldwt + j0;
+      for (Index j = 0; j < rows; ++j) to[j] = w[(j0 + j) * k + p];
+      std::fill(to + rows, to + width, T(0));
+    }
+  }
   return copy.data();
 }
 

@@ -104,30 +104,28 @@ VMOER_ALWAYS_INLINE bool reduce_add_16(const B* v, B& sums) {
 template <class T>
 inline constexpr bool lane_trees = XSIMD_WITH_AVX512F && std::is_same_v<T, float> && batch<T>::size == 16;
 
-/// The vertical counterpart of reduce_add: lane j of the result is reduce_add of the
-/// batch (v[0][j], v[1][j], ...), bit for bit. It lets a kernel whose lanes run over
-/// outputs end a dot product as one whose lanes run over k does (cpu::project_transposed).
-/// With lane_trees<T> that is 15 additions and no shuffle; elsewhere a slow transpose.
-template <class B>
-VMOER_ALWAYS_INLINE B reduce_add_across(const B* v) {
-  using T = typename B::value_type;
-  constexpr std::size_t w = B::size;
-  if constexpr (lane_trees<T>) {
-    B halves[8], quarters[4];  // the levels of reduce_add_16: halves, quarters, adjacent pairs
-    VMOER_UNROLL(8)
-    for (int l = 0; l < 8; ++l) halves[l] = v[l] + v[l + 8];
-    VMOER_UNROLL(4)
-    for (int l = 0; l < 4; ++l) quarters[l] = halves[l] + halves[l + 4];
-    return (quarters[0] + quarters[1]) + (quarters[2] + quarters[3]);
-  } else {
-    alignas(64) T rows[w][w], column[w], sums[w];
-    for (std::size_t h = 0; h < w; ++h) v[h].store_aligned(rows[h]);
-    for (std::size_t j = 0; j < w; ++j) {
-      for (std::size_t h = 0; h < w; ++h) column[h] = rows[h][j];
-      sums[j] = reduce_add(B::load_aligned(column));
-    }
-    return B::load_aligned(sums);
-  }
+namespace detail {
+// The levels of reduce_add_16's tree: halves pair lanes l and l + 8, quarters l and l + 4.
+template <int L, class Leaf>
+VMOER_ALWAYS_INLINE auto tree_half(Leaf& leaf) {
+  return leaf(L) + leaf(L + 8);
+}
+template <int L, class Leaf>
+VMOER_ALWAYS_INLINE auto tree_quarter(Leaf& leaf) {
+  return tree_half<L>(leaf) + tree_half<L + 4>(leaf);
+}
+}  // namespace detail
+
+/// The vertical counterpart of reduce_add, where lane_trees<T>: lane j of the result is
+/// reduce_add of the batch (leaf(0)[j], ..., leaf(15)[j]), bit for bit, in 15 additions
+/// and no shuffle. It lets a kernel whose lanes run over outputs end a dot product as one
+/// whose lanes run over k does (cpu::project_transposed). The leaves are made as the tree
+/// needs them, so that only five are alive at once; a leaf may be several batches added
+/// elementwise (any type with +).
+template <class Leaf>
+VMOER_ALWAYS_INLINE auto reduce_add_across(Leaf&& leaf) {
+  using detail::tree_quarter;
+  return (tree_quarter<0>(leaf) + tree_quarter<1>(leaf)) + (tree_quarter<2>(leaf) + tree_quarter<3>(leaf));
 }
 
 /// Horizontal maximum, with the same spelling shim.
