@@ -572,7 +572,7 @@ void register_default() {
   }
   // Mean-field S = 32 with a narrower encoder trunk: the trunk's D x H projection is
   // most of what mean-field adds to Dirac, so H sets the price of the posterior.
-  for (Index T : {1, 256, 4096})
+  for (Index T : {1, 16, 256, 4096})
     for (Index h : {16, 32}) add_route(Comp::mean_field_mc_topk, Shape{T, D, E, K, 32, 1, h});
   // 2. Experts: E = 8 (K = 2), 40, 128, 256 (K = 8) at T = 256.
   for (Index e : {8, 40, 128, 256}) {
