@@ -68,16 +68,20 @@ TEST_CASE("routing is bit-identical across thread counts, tile sizes and batch s
                                          .group_score = GroupScore::top2_sum}});
 }
 
-TEST_CASE("cpu::tile_for: 64 tokens, fewer for large tiles or to give every thread one, never below 16") {
+TEST_CASE("cpu::tile_for: 64 tokens, fewer for large tiles (not below 16) or to give every thread one (not below 8)") {
   constexpr Index KiB = 1024;
   CHECK(cpu::tile_for(Cpu{.threads = 1}, 4096, 1 * KiB) == 64);
   CHECK(cpu::tile_for(Cpu{.threads = 1, .tile = 7}, 4096, 1 * KiB) == 7);  // the caller's is kept
   CHECK(cpu::tile_for(Cpu{.threads = 1}, 4096, 16 * KiB) == 32);           // 512 KiB a tile
   CHECK(cpu::tile_for(Cpu{.threads = 1}, 4096, 1024 * KiB) == 16);
-  CHECK(cpu::tile_for(Cpu{.threads = 1}, 5, 1 * KiB) == 16);
+  CHECK(cpu::tile_for(Cpu{.threads = 1}, 5, 1 * KiB) == 8);  // one tile all the same
 #if defined(_OPENMP)
   CHECK(cpu::tile_for(Cpu{.threads = 2}, 100, 1 * KiB) == 50);
-  CHECK(cpu::tile_for(Cpu{.threads = 2}, 20, 1 * KiB) == 16);
+  CHECK(cpu::tile_for(Cpu{.threads = 2}, 20, 1 * KiB) == 10);
+  CHECK(cpu::tile_for(Cpu{.threads = 2}, 16, 1 * KiB) == 8);
+  CHECK(cpu::tile_for(Cpu{.threads = 2}, 10, 1 * KiB) == 8);
+  CHECK(cpu::tile_for(Cpu{.threads = 2}, 16, 1024 * KiB) == 8);
+  CHECK(cpu::tile_for(Cpu{.threads = 2}, 64, 1024 * KiB) == 16);
   CHECK(cpu::tile_for(Cpu{.threads = 4}, 4096, 1 * KiB) == 64);
 #endif
   // What a full-covariance tile writes per token: logits, trunk, mean residual and the E(E+1)/2 entries of L.

@@ -74,16 +74,19 @@ inline constexpr Index head_copy_tokens = 64;
 /// caches once per tile, and on the Zen 5 64 ran 9-13% faster than 16 at T = 256 and 4096
 /// (every router at E = 64, D = 2048 and 4096; Dirac, mean-field and low rank at E = 256).
 /// Fewer where a tile would write more than 512 KiB (`bytes` a token, tile_bytes), as the
-/// full-covariance heads do at E >= 128, which ran 10-25% slower with large tiles; and fewer
-/// where a thread would get no tile; but neither makes a tile of fewer than 16. A negative
-/// Cpu::tile is an error, for every caller (route, backward, kl_divergence).
+/// full-covariance heads do at E >= 128, which ran 10-25% slower with large tiles, but not
+/// fewer than 16 for that. And fewer where a thread would get no tile, down to 8: a batched
+/// decode step of 16 tokens on two threads ran 1.3x (Dirac) to 1.9x (full covariance, E =
+/// 256) faster as two tiles of 8 than as one of 16, while tiles of 4 made Dirac at T = 8 15%
+/// slower (each tile streams all of W). A negative Cpu::tile is an error, for every caller
+/// (route, backward, kl_divergence).
 inline Index tile_for(const Cpu& cpu, Index tokens, Index bytes) {
   vmoer::detail::require(cpu.tile >= 0, "Cpu", "tile = ", cpu.tile, " must be >= 0 (0: chosen per call)");
   if (cpu.tile > 0) return cpu.tile;
-  constexpr Index most = 64, least = 16, budget = Index(512) << 10;
+  constexpr Index most = 64, least = 16, least_shared = 8, budget = Index(512) << 10;
   const Index threads = thread_count(cpu);
   const Index fits = std::max(least, std::min(most, budget / std::max<Index>(bytes, 1)));
-  return std::min(fits, std::max(least, (tokens + threads - 1) / threads));
+  return std::min(fits, std::max(least_shared, (tokens + threads - 1) / threads));
 }
 
 /// One thread's buffers for a tile of tokens.
