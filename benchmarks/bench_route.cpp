@@ -609,8 +609,8 @@ void register_default() {
     add_route(Comp::mean_field_mc_topk, Shape{256, D, E, k, 32});
     add_naive_topk(Shape{256, D, E, k});
   }
-  // 5. Two threads (Cpu{.threads = 2}; Eigen::setNbThreads(2) for the GEMM).
-  for (Index T : {256, 4096}) {
+  // 5. Two threads (Cpu{.threads = 2}; Eigen::setNbThreads(2) for the GEMM), T = 16 a batched decode step.
+  for (Index T : {16, 256, 4096}) {
     add_route(Comp::dirac_topk, Shape{T, D, E, K, 0, 2});
     add_route(Comp::mean_field_mc_topk, Shape{T, D, E, K, 32, 2});
     add_gemm(Shape{T, D, E, K, 0, 2});
