@@ -44,20 +44,6 @@ struct BlockOutput {
   Index ldy;      ///< row stride of Y
 };
 
-// Keeps a loaded batch in a register. Without it GCC 12 folds the loads of X (or of
-// W) into each multiply-add that uses them, loading every batch four times: 20 loads
-// per 16 FMAs saturate the load ports and cap the kernel at about 70% of FMA peak.
-template <class B>
-inline B in_register(B b) {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))  // "v": any SSE/AVX register
-  typename B::register_type r = b;
-  asm("" : "+v"(r));
-  return B(r);
-#else
-  return b;
-#endif
-}
-
 // The accumulators a[] must live in registers. GCC keeps a small array in memory when a
 // loop indexes it or when it turns a loop into memset or memcpy, so every loop over a[]
 // is unrolled, here and in reduce_add_16 (worth 10% on the router's projection and 40%
