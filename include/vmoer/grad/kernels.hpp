@@ -3,9 +3,9 @@
 //
 // Determinism: a parameter gradient is a sum over every token of the batch. It is never
 // reduced per thread. Tokens are cut into fixed chunks (outer_chunk rows), each chunk's
-// contribution is reduced by the batch-invariant `project` kernel (one fixed order per
-// element), and the chunk partials are added in chunk order; threads only split the
-// output columns. The result is therefore bit-identical for any thread count and tile.
+// contribution is one chain per element (cpu::add_transposed_product), and the chunk
+// partials are added in chunk order; threads only split the output columns. The result
+// is therefore bit-identical for any thread count and tile.
 #pragma once
 
 #include <algorithm>
@@ -13,13 +13,14 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
 
 #include "vmoer/backend/cpu.hpp"
-#include "vmoer/backend/cpu/projection.hpp"
+#include "vmoer/backend/cpu/transposed_product.hpp"
 #include "vmoer/types.hpp"
 
 namespace vmoer::grad {
@@ -73,59 +74,71 @@ Matrix<T> transposed(const T* a, Index ld, Index rows, Index cols) {
   return t;
 }
 
-/// out[j, c] += sum_{r < rows} g[r, j] x_r[c] for j < n, c < k (out row-major, leading
-/// dimension ldout), where row r of X is written by fill_x(r, T* row) (k entries) and g
-/// has leading dimension ldg. Deterministic for any thread count (see the file comment).
-template <class T, class FillX>
-void accumulate_outer(const Cpu& cpu, const T* g, Index ldg, Index rows, Index n, Index k, FillX fill_x, T* out,
-                      Index ldout) {
-  if (rows == 0 || n == 0 || k == 0) return;
-  const Index chunk = std::min(rows, outer_chunk);
-  Matrix<T> gt(n, chunk), xt(k, chunk);
+namespace detail {
+
+// out += G^T X, chunk by chunk of outer_chunk rows, threads over column blocks;
+// chunk_rows(r0, m) returns the chunk's rows of X as {pointer, leading dimension}.
+template <class T, class ChunkRows>
+void accumulate_outer_chunks(const Cpu& cpu, const T* g, Index ldg, Index rows, Index n, Index k,
+                             ChunkRows chunk_rows, T* out, Index ldout) {
   const Index blocks = (k + outer_columns - 1) / outer_columns;
-  for (Index r0 = 0; r0 < rows; r0 += chunk) {
-    const Index m = std::min(chunk, rows - r0);
-    for (Index r = 0; r < m; ++r)
-      for (Index j = 0; j < n; ++j) gt(j, r) = g[(r0 + r) * ldg + j];
+  for (Index r0 = 0; r0 < rows; r0 += outer_chunk) {
+    const Index m = std::min(outer_chunk, rows - r0);
+    const auto [x, ldx] = chunk_rows(r0, m);
     parallel_for(
-        cpu, (m + 15) / 16, [&] { return Vector<T>(k); },
-        [&](Index item, Vector<T>& row) {
-          for (Index r = item * 16; r < std::min(m, item * 16 + 16); ++r) {
-            fill_x(r0 + r, row.data());
-            for (Index c = 0; c < k; ++c) xt(c, r) = row[c];
-          }
-        });
-    struct Scratch {
-      Matrix<T> y;
-      cpu::projection_scratch<T> lanes;
-    };
-    parallel_for(
-        cpu, blocks, [&] { return Scratch{Matrix<T>(n, outer_columns), {}}; },
-        [&](Index b, Scratch& s) {
-          const Index c0 = b * outer_columns, w = std::min(outer_columns, k - c0);
-          cpu::project(gt.data(), chunk, n, xt.data() + c0 * chunk, chunk, w, m, static_cast<const T*>(nullptr),
-                       s.y.data(), outer_columns, s.lanes);
-          for (Index j = 0; j < n; ++j)
-            for (Index c = 0; c < w; ++c) out[j * ldout + c0 + c] += s.y(j, c);
+        cpu, blocks, [] { return 0; },
+        [&](Index b, int&) {
+          const Index c0 = b * outer_columns;
+          cpu::add_transposed_product(g + r0 * ldg, ldg, Index(1), m, n, x + c0, ldx, std::min(outer_columns, k - c0),
+                                      out + c0, ldout);
         });
   }
 }
 
+}  // namespace detail
+
+/// out[j, c] += sum_{r < rows} g[r, j] x[r, c] for j < n, c < k (X row-major with leading
+/// dimension ldx, out with ldout; g with ldg). Deterministic for any thread count (see
+/// the file comment).
+template <class T>
+void accumulate_outer(const Cpu& cpu, const T* g, Index ldg, Index rows, Index n, Index k, const T* x, Index ldx,
+                      T* out, Index ldout) {
+  detail::accumulate_outer_chunks(
+      cpu, g, ldg, rows, n, k, [&](Index r0, Index) { return std::pair{x + r0 * ldx, ldx}; }, out, ldout);
+}
+
+/// The same where row r of X is not stored but written by fill_x(r, T* row) (k entries):
+/// the inputs of MC dropout's masked samples.
+template <class T, class FillX>
+void accumulate_outer(const Cpu& cpu, const T* g, Index ldg, Index rows, Index n, Index k, FillX fill_x, T* out,
+                      Index ldout) {
+  Matrix<T> chunk(std::min(rows, outer_chunk), k);
+  detail::accumulate_outer_chunks(
+      cpu, g, ldg, rows, n, k,
+      [&](Index r0, Index m) {
+        parallel_for(
+            cpu, (m + 15) / 16, [] { return 0; },
+            [&](Index item, int&) {
+              for (Index r = item * 16; r < std::min(m, item * 16 + 16); ++r) fill_x(r0 + r, chunk.data() + r * k);
+            });
+        return std::pair{static_cast<const T*>(chunk.data()), k};
+      },
+      out, ldout);
+}
+
 /// out[i, :] += sum_{j < n} g[i, j] w[j, :] for i < rows: the input gradient G W of a
-/// projection with weight W [n, k] (row-major, leading dimension ldw). Each row is a sum
-/// of rows of W in j order, so it depends on nothing but the token: deterministic for
-/// any thread count and tile. Row-wise axpys suit the small n (E, H) of a router.
+/// projection with weight W [n, k] (row-major, leading dimension ldw). Row i depends on
+/// nothing but token i (one chain over j per element): deterministic for any thread
+/// count and tile.
 template <class T>
 void add_input_gradient(const Cpu& cpu, const T* g, Index ldg, Index rows, const T* w, Index ldw, Index n, Index k,
                         T* out, Index ldout) {
   parallel_for(
       cpu, (rows + 15) / 16, [] { return 0; },
       [&](Index b, int&) {
-        for (Index i = b * 16; i < std::min(rows, b * 16 + 16); ++i) {
-          Eigen::Map<Vector<T>> row(out + i * ldout, k);
-          for (Index j = 0; j < n; ++j)
-            if (const T gij = g[i * ldg + j]; gij != T(0)) row += gij * Eigen::Map<const Vector<T>>(w + j * ldw, k);
-        }
+        const Index i = b * 16;
+        cpu::add_transposed_product(g + i * ldg, Index(1), ldg, n, std::min<Index>(16, rows - i), w, ldw, k,
+                                    out + i * ldout, ldout);
       });
 }
 

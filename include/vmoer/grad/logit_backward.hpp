@@ -162,16 +162,12 @@ class LogitBackward {
   /// hidden-state gradient into dx [T, D] (overwritten).
   void finish(const Cpu& cpu, const T* x, Index ldx, Parameters<T>& grad, Matrix<T>* dx) const {
     const Index tokens = g_first_.rows(), dim = post_.dim(), width = experts_ + hidden_;
-    accumulate_outer(
-        cpu, g_first_.data(), width, tokens, width, dim,
-        [&](Index r, T* row) { std::copy(x + r * ldx, x + r * ldx + dim, row); }, grad.data(P::router_weight), dim);
+    accumulate_outer(cpu, g_first_.data(), width, tokens, width, dim, x, ldx, grad.data(P::router_weight), dim);
     accumulate_columns(g_first_.data(), width, tokens, width, grad.data(P::router_bias));
     if constexpr (encoder) {
       const Index out = experts_ + head_;
-      accumulate_outer(
-          cpu, g_second_.data(), out, tokens, out, hidden_,
-          [&](Index r, T* row) { std::copy(h_.data() + r * hidden_, h_.data() + (r + 1) * hidden_, row); },
-          grad.data(P::mean_weight), hidden_);
+      accumulate_outer(cpu, g_second_.data(), out, tokens, out, hidden_, h_.data(), hidden_, grad.data(P::mean_weight),
+                       hidden_);
       accumulate_columns(g_second_.data(), out, tokens, out, grad.data(P::mean_bias));
     }
     if (dx) {

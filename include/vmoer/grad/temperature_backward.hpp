@@ -116,15 +116,9 @@ class TemperatureBackward {
   void finish(const Cpu& cpu, const T* x, Index ldx, Parameters<T>& grad, Matrix<T>* dx) const {
     if constexpr (learned) {
       const Index tokens = g_head_.rows(), dim = sel_.dim(), th = sel_.hidden(), width = sel_.width();
-      accumulate_outer(
-          cpu, g_trunk_.data(), th, tokens, th, dim,
-          [&](Index r, T* row) { std::copy(x + r * ldx, x + r * ldx + dim, row); }, grad.data(Sel::trunk_weight),
-          dim);
+      accumulate_outer(cpu, g_trunk_.data(), th, tokens, th, dim, x, ldx, grad.data(Sel::trunk_weight), dim);
       accumulate_columns(g_trunk_.data(), th, tokens, th, grad.data(Sel::trunk_bias));
-      accumulate_outer(
-          cpu, g_head_.data(), width, tokens, width, th,
-          [&](Index r, T* row) { std::copy(h_.data() + r * th, h_.data() + (r + 1) * th, row); },
-          grad.data(Sel::head_weight), th);
+      accumulate_outer(cpu, g_head_.data(), width, tokens, width, th, h_.data(), th, grad.data(Sel::head_weight), th);
       accumulate_columns(g_head_.data(), width, tokens, width, grad.data(Sel::head_bias));
       if (dx)
         add_input_gradient(cpu, g_trunk_.data(), th, tokens, sel_.parameters().data(Sel::trunk_weight), dim, th, dim,

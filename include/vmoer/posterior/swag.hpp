@@ -180,9 +180,7 @@ class Swag : public EncoderFree<Swag<T>> {
     Matrix<T> g(samples, p);  // G_s, one row per sample
     g.setZero();
     for (Index s = 0; s < samples; ++s) {
-      grad::accumulate_outer(
-          cpu, dz + s * e, samples * e, tokens, e, d,
-          [&](Index r, T* row) { std::copy(x + r * ldx, x + r * ldx + d, row); }, g.data() + s * p, d);
+      grad::accumulate_outer(cpu, dz + s * e, samples * e, tokens, e, d, x, ldx, g.data() + s * p, d);
       grad::accumulate_columns(dz + s * e, samples * e, tokens, e, g.data() + s * p + e * d);
     }
     const T c1 = T(options_.scale / std::sqrt(2.0)), c2 = T(options_.scale) * low_rank_factor();
@@ -208,17 +206,10 @@ class Swag : public EncoderFree<Swag<T>> {
       }
     }
     if (!dx) return;
-    grad::parallel_for(
-        cpu, tokens, [] { return 0; },
-        [&](Index t, int&) {
-          auto out = dx->row(t);
-          out.setZero();
-          for (Index s = 0; s < samples; ++s) {
-            const Eigen::Map<const Matrix<T>> w(drawn->theta.data() + s * p, e, d);
-            const Eigen::Map<const Vector<T>> g_z(dz + (t * samples + s) * e, e);
-            out.noalias() += (w.transpose() * g_z).transpose();
-          }
-        });
+    dx->setZero();
+    for (Index s = 0; s < samples; ++s)  // dz_s W_s, sample by sample
+      grad::add_input_gradient(cpu, dz + s * e, samples * e, tokens, drawn->theta.data() + s * p, d, e, d, dx->data(),
+                               d);
   }
 
  private:
