@@ -63,10 +63,11 @@ class McDropout : public EncoderFree<McDropout<T>> {
   /// b [E].
   const T* input_bias() const { return params_.data(router_bias); }
 
-  /// Philox words of one (token, sample) mask.
+  /// Philox words of one (token, sample) mask, and their 16-bit halves in feature order.
   struct MaskWords {
-    std::vector<std::uint32_t> x;  ///< first words of the Philox pairs (cpu::philox_pairs)
-    std::vector<std::uint32_t> y;  ///< second words
+    std::vector<std::uint32_t> x;     ///< first words of the Philox pairs (cpu::philox_pairs)
+    std::vector<std::uint32_t> y;     ///< second words
+    std::vector<std::uint16_t> bits;  ///< feature d's half, d < 16 * blocks
   };
 
   /// out = m * in / keep for the mask of (token, sample); in and out hold D entries.
@@ -75,26 +76,41 @@ class McDropout : public EncoderFree<McDropout<T>> {
     const Index d = this->dim(), blocks = (d + 7) / 8;
     words.x.resize(std::size_t(2 * blocks));
     words.y.resize(std::size_t(2 * blocks));
+    words.bits.resize(std::size_t(8 * blocks));
     cpu::philox_pairs(stream, rng::Purpose::dropout, token, sample, blocks, words.x.data(), words.y.data());
-    for (Index i = 0; i < d; ++i) {
-      const Index b = i / 8, j = (i % 8) / 2;  // word j of block b is x[2b + j/2] (j even) or y[...] (j odd)
-      const std::uint32_t word = (j % 2 == 0 ? words.x : words.y)[std::size_t(2 * b + j / 2)];
-      const std::uint32_t bits = i % 2 == 0 ? word & 0xFFFFu : word >> 16;
-      out[i] = bits >= threshold_ ? in[i] * scale_ : T(0);
+    // Word j of block b is x[2b + j/2] (j even) or y[2b + j/2] (j odd); feature 8b + 2j + h
+    // takes its half h. Laid out in feature order first, so that the masking vectorises.
+    std::uint16_t* bits = words.bits.data();
+    for (Index k = 0; k < 2 * blocks; ++k) {
+      const std::uint32_t x = words.x[std::size_t(k)], y = words.y[std::size_t(k)];
+      bits[4 * k] = std::uint16_t(x);
+      bits[4 * k + 1] = std::uint16_t(x >> 16);
+      bits[4 * k + 2] = std::uint16_t(y);
+      bits[4 * k + 3] = std::uint16_t(y >> 16);
     }
+    const std::uint32_t threshold = threshold_;
+    const T scale = scale_;
+    for (Index i = 0; i < d; ++i) out[i] = bits[i] >= threshold ? in[i] * scale : T(0);
   }
 
   /// The backend's weight-space hook: z [m * S, E], row i * S + s = sample s of token
-  /// first_token + i, for the m rows of x [m, D] (leading dimension ldx).
+  /// first_token + i, for the m rows of x [m, D] (leading dimension ldx). The masked rows
+  /// of 16 tokens go through one projection, so that W is read once for all of them
+  /// rather than once a token (each row's logits are the same either way).
   void sample_logits(const T* x, Index ldx, Index m, std::uint32_t first_token, const rng::Stream& stream,
                      Index samples, T* z, cpu::projection_scratch<T>& lanes) const {
     const Index d = this->dim(), e = this->experts();
-    Matrix<T> masked(samples, d);
+    constexpr Index tokens_per_projection = 16;
+    Matrix<T> masked(std::min(m, tokens_per_projection) * samples, d);
     MaskWords words;
-    for (Index i = 0; i < m; ++i) {
-      for (Index s = 0; s < samples; ++s)
-        dropout(x + i * ldx, first_token + std::uint32_t(i), std::uint32_t(s), stream, masked.data() + s * d, words);
-      cpu::project(masked.data(), d, samples, input_weight(), d, e, d, input_bias(), z + i * samples * e, e, lanes);
+    for (Index i0 = 0; i0 < m; i0 += tokens_per_projection) {
+      const Index n = std::min(tokens_per_projection, m - i0);
+      for (Index i = 0; i < n; ++i)
+        for (Index s = 0; s < samples; ++s)
+          dropout(x + (i0 + i) * ldx, first_token + std::uint32_t(i0 + i), std::uint32_t(s), stream,
+                  masked.data() + (i * samples + s) * d, words);
+      cpu::project(masked.data(), d, n * samples, input_weight(), d, e, d, input_bias(), z + i0 * samples * e, e,
+                   lanes);
     }
   }
 
@@ -115,21 +131,29 @@ class McDropout : public EncoderFree<McDropout<T>> {
         grad.data(router_weight), d);
     grad::accumulate_columns(dz, e, tokens * samples, e, grad.data(router_bias));
     if (!dx) return;
+    // W^T dz_ts for the S samples of 16 tokens at once (one chain over the experts per
+    // entry, cpu::add_transposed_product), then each masked and added to its token's row.
+    constexpr Index block = 16;
     struct Scratch {
-      Vector<T> y, row;
+      Matrix<T> y;
+      Vector<T> row;
       MaskWords words;
     };
-    const Eigen::Map<const Matrix<T>> w(input_weight(), e, d);
     grad::parallel_for(
-        cpu, tokens, [&] { return Scratch{Vector<T>(d), Vector<T>(d), {}}; },
-        [&](Index t, Scratch& s) {
-          auto out = dx->row(t);
-          out.setZero();
-          for (Index k = 0; k < samples; ++k) {
-            s.y.setZero();  // W^T dz_tk as a sum of rows of W, in expert order
-            for (Index j = 0; j < e; ++j) s.y += dz[(t * samples + k) * e + j] * w.row(j).transpose();
-            dropout(s.y.data(), first_token + std::uint32_t(t), std::uint32_t(k), stream, s.row.data(), s.words);
-            out += s.row.transpose();
+        cpu, (tokens + block - 1) / block, [&] { return Scratch{Matrix<T>(block * samples, d), Vector<T>(d), {}}; },
+        [&](Index b, Scratch& s) {
+          const Index t0 = b * block, n = std::min(block, tokens - t0);
+          s.y.topRows(n * samples).setZero();
+          cpu::add_transposed_product(dz + t0 * samples * e, Index(1), e, e, n * samples, input_weight(), d, d,
+                                      s.y.data(), d);
+          for (Index i = 0; i < n; ++i) {
+            auto out = dx->row(t0 + i);
+            out.setZero();
+            for (Index k = 0; k < samples; ++k) {
+              dropout(s.y.data() + (i * samples + k) * d, first_token + std::uint32_t(t0 + i), std::uint32_t(k), stream,
+                      s.row.data(), s.words);
+              out += s.row.transpose();
+            }
           }
         });
   }
