@@ -67,7 +67,7 @@ class McDropout : public EncoderFree<McDropout<T>> {
   struct MaskWords {
     std::vector<std::uint32_t> x;     ///< first words of the Philox pairs (cpu::philox_pairs)
     std::vector<std::uint32_t> y;     ///< second words
-    std::vector<std::uint16_t> bits;  ///< feature d's half, d < 16 * blocks
+    std::vector<std::uint16_t> bits;  ///< feature d's half, d < 8 * blocks
   };
 
   /// out = m * in / keep for the mask of (token, sample); in and out hold D entries.
