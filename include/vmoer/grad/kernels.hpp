@@ -65,15 +65,6 @@ void parallel_for(const Cpu& cpu, Index n, Make make, Body body) {
   if (failed >= 0) throw std::runtime_error(message);
 }
 
-/// The transpose of a row-major [rows, cols] block with leading dimension ld.
-template <class T>
-Matrix<T> transposed(const T* a, Index ld, Index rows, Index cols) {
-  Matrix<T> t(cols, rows);
-  for (Index i = 0; i < rows; ++i)
-    for (Index j = 0; j < cols; ++j) t(j, i) = a[i * ld + j];
-  return t;
-}
-
 namespace detail {
 
 // out += G^T X, chunk by chunk of outer_chunk rows, threads over column blocks;

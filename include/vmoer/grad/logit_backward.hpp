@@ -66,7 +66,6 @@ class LogitBackward {
     if constexpr (encoder) {
       g_second_ = Matrix<T>::Zero(tokens, experts_ + head_);
       h_.resize(tokens, hidden_);
-      head_t_ = transposed(post.head_weight(), hidden_, experts_ + head_, hidden_);
     }
   }
 
@@ -147,9 +146,9 @@ class LogitBackward {
   void finish_tile(Index begin, Index m, Tile& tile) {
     if constexpr (encoder) {
       const Index width = experts_ + head_;
-      tile.dh.resize(m, hidden_);
-      cpu::project(g_second_.data() + begin * width, width, m, head_t_.data(), width, hidden_, width,
-                   static_cast<const T*>(nullptr), tile.dh.data(), hidden_, tile.lanes);
+      tile.dh.setZero(m, hidden_);  // dh = g_second [Wm; Ws], summed over the heads' outputs
+      cpu::add_transposed_product(g_second_.data() + begin * width, Index(1), width, width, m, post_.head_weight(),
+                                  hidden_, hidden_, tile.dh.data(), hidden_);
       for (Index i = 0; i < m; ++i)
         for (Index j = 0; j < hidden_; ++j) {
           g_first_(begin + i, experts_ + j) = tile.first(i, experts_ + j) > T(0) ? tile.dh(i, j) : T(0);
@@ -189,7 +188,7 @@ class LogitBackward {
   rng::Stream stream_;
   Index experts_, hidden_, head_, samples_, noise_padded_;
   T prior_variance_;
-  Matrix<T> g_first_, g_second_, h_, head_t_;
+  Matrix<T> g_first_, g_second_, h_;
 };
 
 }  // namespace vmoer::grad

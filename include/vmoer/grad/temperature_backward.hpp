@@ -36,7 +36,6 @@ class TemperatureBackward {
       g_head_ = Matrix<T>::Zero(tokens, sel.width());
       g_trunk_.resize(tokens, sel.hidden());
       h_.resize(tokens, sel.hidden());
-      head_t_ = transposed(sel.parameters().data(Sel::head_weight), sel.hidden(), sel.width(), sel.hidden());
     }
   }
 
@@ -100,9 +99,9 @@ class TemperatureBackward {
   void finish_tile(Index begin, Index m, Tile& tile) {
     if constexpr (learned) {
       const Index th = sel_.hidden(), width = sel_.width();
-      tile.dh.resize(m, th);
-      cpu::project(g_head_.data() + begin * width, width, m, head_t_.data(), width, th, width,
-                   static_cast<const T*>(nullptr), tile.dh.data(), th, tile.lanes);
+      tile.dh.setZero(m, th);  // dh = g_head Wt2, summed over the head's outputs
+      cpu::add_transposed_product(g_head_.data() + begin * width, Index(1), width, width, m,
+                                  sel_.parameters().data(Sel::head_weight), th, th, tile.dh.data(), th);
       for (Index i = 0; i < m; ++i)
         for (Index j = 0; j < th; ++j) {
           g_trunk_(begin + i, j) = tile.a1(i, j) > T(0) ? tile.dh(i, j) : T(0);
@@ -137,7 +136,7 @@ class TemperatureBackward {
 
   const Sel& sel_;
   Index experts_;
-  Matrix<T> g_head_, g_trunk_, h_, head_t_;
+  Matrix<T> g_head_, g_trunk_, h_;
 };
 
 }  // namespace vmoer::grad
