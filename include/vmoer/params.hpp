@@ -106,6 +106,13 @@ class Parameters {
   /// Zero-initialised buffer of the given layout.
   explicit Parameters(ParameterLayout layout) : layout_(std::move(layout)), data_(std::size_t(layout_.size()), T(0)) {}
 
+  /// Zeroes the buffer with the given layout, keeping its memory where it is large
+  /// enough (a training loop's gradient buffers, reused step after step).
+  void reset(const ParameterLayout& layout) {
+    layout_ = layout;
+    data_.assign(std::size_t(layout_.size()), T(0));
+  }
+
   /// The layout.
   const ParameterLayout& layout() const { return layout_; }
   /// Slot i as a matrix.

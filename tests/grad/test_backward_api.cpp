@@ -86,3 +86,48 @@ TEST_CASE("backward rejects bad arguments with named errors") {
   const Router bad_tile(post, MonteCarlo{.samples = 2}, TopK{{.top_k = 2}}, rng::Stream{}, Cpu{.tile = -1});
   fails([&] { return backward(bad_tile, x, r, dw); }, "tile = -1 must be >= 0");
 }
+
+TEST_CASE("backward into a reused Gradients gives a fresh call's bits, and is emptied by an error") {
+  // The overload reuses out's buffers (and each thread keeps the per-token gradients of
+  // the Gaussian posteriors between calls): nothing of one call may leak into the next,
+  // whatever the router, the token count or the options of the call before.
+  std::mt19937_64 g(6);
+  const TopK top_k{{.top_k = 2, .normalize = Normalize::sum}};
+  const Router full(gradcheck::make_posterior<FullCovariance<double>>(6, 5, 1, 3), MonteCarlo{.samples = 2}, top_k);
+  const Router mc(gradcheck::make_posterior<McDropout<double>>(6, 5, 2), MonteCarlo{.samples = 3}, top_k);
+  LearnedTemperature<double> vtsr(top_k.convention, 6, 5, {.hidden = 3, .per_expert = false, .sample = false});
+  const Router learned(gradcheck::make_posterior<MeanField<double>>(6, 5, 3, 4), MonteCarlo{.samples = 2}, vtsr);
+  const Matrix<double> none;
+  Gradients<double> out;
+  auto check = [&](const auto& router, Index tokens, bool hidden_gradient) {
+    CAPTURE(tokens);
+    const Matrix<double> x = gradcheck::normal(g, tokens, 5, 1.0);
+    const Matrix<double> dw = gradcheck::normal(g, tokens, 2, 1.0);
+    const auto r = router.route(x);
+    BackwardOptions<double> o{.hidden_gradient = hidden_gradient};
+    if constexpr (grad::has_kl<typename std::decay_t<decltype(router)>::posterior_type>)
+      o.regularisers.kl_weight = 0.5;
+    const auto fresh = backward(router, x, r, dw, o);
+    backward(router, x, r, dw, MatrixView<double>(none), out, o);
+    REQUIRE(out.posterior.size() == fresh.posterior.size());
+    CHECK((out.posterior.flat().array() == fresh.posterior.flat().array()).all());
+    REQUIRE(out.selector.size() == fresh.selector.size());
+    CHECK((out.selector.flat().array() == fresh.selector.flat().array()).all());
+    REQUIRE(out.hidden.rows() == (hidden_gradient ? tokens : 0));
+    CHECK((out.hidden.array() == fresh.hidden.array()).all());
+    CHECK(out.regularisers == fresh.regularisers);
+  };
+  check(full, 9, true);
+  check(mc, 4, true);
+  check(learned, 7, false);
+  check(full, 3, true);
+  check(learned, 11, true);
+  check(full, 9, false);
+
+  const Matrix<double> x = gradcheck::normal(g, 3, 5, 1.0);
+  Matrix<double> nan_dw = Matrix<double>::Ones(3, 2);
+  nan_dw(0, 0) = NAN;
+  CHECK_THROWS_AS(backward(full, x, full.route(x), nan_dw, MatrixView<double>(none), out), vmoer::invalid_argument);
+  CHECK(out.posterior.size() == 0);
+  CHECK(out.hidden.size() == 0);
+}

@@ -130,11 +130,9 @@ void validate(const Router& router, const MatrixView<In>& hidden, const Routing<
 }
 
 template <class Router, class In>
-Gradients<typename Router::scalar> backward(const Router& router, const MatrixView<In>& hidden,
-                                            const Routing<typename Router::scalar>& routing,
-                                            const MatrixView<typename Router::scalar>& dweights,
-                                            const MatrixView<typename Router::scalar>& dprobs,
-                                            const BackwardOptions<typename Router::scalar>& o) {
+void backward(const Router& router, const MatrixView<In>& hidden, const Routing<typename Router::scalar>& routing,
+              const MatrixView<typename Router::scalar>& dweights, const MatrixView<typename Router::scalar>& dprobs,
+              const BackwardOptions<typename Router::scalar>& o, Gradients<typename Router::scalar>& g) {
   using T = typename Router::scalar;
   using P = typename Router::posterior_type;
   using Sel = typename Router::selector_type;
@@ -151,9 +149,13 @@ Gradients<typename Router::scalar> backward(const Router& router, const MatrixVi
               tile = vmoer::cpu::tile_for(cpu, tokens, vmoer::cpu::tile_bytes(router));
   const Rows<T, In> x(hidden);
 
-  Gradients<T> g{Parameters<T>(post.parameters().layout()), {}, {}, T(0)};
-  if constexpr (Sel::learned_tau) g.selector = Parameters<T>(sel.parameters().layout());
-  if (o.hidden_gradient) g.hidden.resize(tokens, post.dim());
+  g.posterior.reset(post.parameters().layout());
+  if constexpr (Sel::learned_tau)
+    g.selector.reset(sel.parameters().layout());
+  else
+    g.selector = {};
+  g.hidden.resize(o.hidden_gradient ? tokens : 0, o.hidden_gradient ? post.dim() : 0);  // finish() writes every entry
+  g.regularisers = T(0);
 
   using PB = posterior_backward<Router>;
   using TB = grad::TemperatureBackward<Sel, T>;
@@ -205,7 +207,20 @@ Gradients<typename Router::scalar> backward(const Router& router, const MatrixVi
   Matrix<T>* dx = o.hidden_gradient ? &g.hidden : nullptr;
   pb.finish(cpu, x.data, x.ld, g.posterior, dx);
   tb.finish(cpu, x.data, x.ld, g.selector, dx);
-  return g;
+}
+
+// The public overloads' common body: `out` is left empty on an exception.
+template <class Router, class In>
+void backward_into(const Router& router, const MatrixView<In>& hidden, const Routing<typename Router::scalar>& routing,
+                   const MatrixView<typename Router::scalar>& dweights,
+                   const MatrixView<typename Router::scalar>& dprobs,
+                   const BackwardOptions<typename Router::scalar>& options, Gradients<typename Router::scalar>& out) {
+  try {
+    backward(router, hidden, routing, dweights, dprobs, options, out);
+  } catch (...) {
+    out = Gradients<typename Router::scalar>{};
+    throw;
+  }
 }
 
 }  // namespace grad::detail
@@ -220,8 +235,10 @@ Gradients<typename Router::scalar> backward(const Router& router, const Eigen::M
                                             const BackwardOptions<typename Router::scalar>& options = {}) {
   using T = typename Router::scalar;
   const Matrix<T> none;
-  return grad::detail::backward(router, MatrixView<typename Derived::Scalar>(hidden.derived()), routing, dweights,
-                                MatrixView<T>(none), options);
+  Gradients<T> out;
+  grad::detail::backward_into(router, MatrixView<typename Derived::Scalar>(hidden.derived()), routing, dweights,
+                              MatrixView<T>(none), options, out);
+  return out;
 }
 
 /// As above, with dL/dprobs [T, E] too (the averaged scores, Routing::probs).
@@ -231,8 +248,23 @@ Gradients<typename Router::scalar> backward(const Router& router, const Eigen::M
                                             const MatrixView<typename Router::scalar>& dweights,
                                             const MatrixView<typename Router::scalar>& dprobs,
                                             const BackwardOptions<typename Router::scalar>& options = {}) {
-  return grad::detail::backward(router, MatrixView<typename Derived::Scalar>(hidden.derived()), routing, dweights,
-                                dprobs, options);
+  Gradients<typename Router::scalar> out;
+  grad::detail::backward_into(router, MatrixView<typename Derived::Scalar>(hidden.derived()), routing, dweights,
+                              dprobs, options, out);
+  return out;
+}
+
+/// The same gradients written into `out`, whose buffers are reused: a training loop that
+/// passes the same Gradients step after step allocates none of them again once warm
+/// (their fresh pages had cost the full-covariance backward about a fifth of its time).
+/// dprobs may be empty. On an exception `out` is left empty, never half-written.
+template <class Router, class Derived>
+void backward(const Router& router, const Eigen::MatrixBase<Derived>& hidden,
+              const Routing<typename Router::scalar>& routing, const MatrixView<typename Router::scalar>& dweights,
+              const MatrixView<typename Router::scalar>& dprobs, Gradients<typename Router::scalar>& out,
+              const BackwardOptions<typename Router::scalar>& options = {}) {
+  grad::detail::backward_into(router, MatrixView<typename Derived::Scalar>(hidden.derived()), routing, dweights,
+                              dprobs, options, out);
 }
 
 /// KL(q(l | u_t) || N(l_det(u_t), prior_sigma^2 I)) of every token (rows of hidden [T, D])

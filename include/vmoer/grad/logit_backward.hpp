@@ -62,10 +62,18 @@ class LogitBackward {
         samples_(noisy ? samples : 1),
         noise_padded_(cpu::padded<T>((post.noise_size() + 1) / 2) * 2),
         prior_variance_(prior_variance),
-        g_first_(Matrix<T>::Zero(tokens, experts_ + hidden_)) {
+        tokens_(tokens) {
+    // The calling thread's buffers, kept between calls: fresh pages for them (2.2 MB of
+    // g_second at T = 256 for the Cholesky head at E = 64) had cost the full-covariance
+    // backward more than its products. One LogitBackward per thread uses them at a time.
+    auto& b = cpu::thread_local_scratch<Buffers>();
+    b.first.assign(std::size_t(tokens * (experts_ + hidden_)), T(0));
+    g_first_ = b.first.data();
     if constexpr (encoder) {
-      g_second_ = Matrix<T>::Zero(tokens, experts_ + head_);
-      h_.resize(tokens, hidden_);
+      b.second.assign(std::size_t(tokens * (experts_ + head_)), T(0));
+      b.h.resize(std::size_t(tokens * hidden_));  // written in full by finish_tile
+      g_second_ = b.second.data();
+      h_ = b.h.data();
     }
   }
 
@@ -121,13 +129,13 @@ class LogitBackward {
   /// Takes dL/dz_s of row i (batch row t) from `tb` and `kl_weight` times the KL
   /// gradient into the token's projection gradients; returns the token's KL.
   T token_adjoint(Index i, Index t, const TokenBackward<T>& tb, Tile& tile, T kl_weight) {
-    T* dmu = g_first_.data() + t * (experts_ + hidden_);
+    T* dmu = g_first_ + t * (experts_ + hidden_);
     for (Index s = 0; s < samples_; ++s)
       for (Index e = 0; e < experts_; ++e) dmu[e] += tb.dz(s)[e];
     if constexpr (!encoder) {
       return T(0);
     } else {
-      T* dsecond = g_second_.data() + t * (experts_ + head_);
+      T* dsecond = g_second_ + t * (experts_ + head_);
       for (Index e = 0; e < experts_; ++e) dsecond[e] = dmu[e];
       T* dscale = dsecond + experts_;
       if constexpr (noisy)
@@ -147,12 +155,13 @@ class LogitBackward {
     if constexpr (encoder) {
       const Index width = experts_ + head_;
       tile.dh.setZero(m, hidden_);  // dh = g_second [Wm; Ws], summed over the heads' outputs
-      cpu::add_transposed_product(g_second_.data() + begin * width, Index(1), width, width, m, post_.head_weight(),
+      cpu::add_transposed_product(g_second_ + begin * width, Index(1), width, width, m, post_.head_weight(),
                                   hidden_, hidden_, tile.dh.data(), hidden_);
       for (Index i = 0; i < m; ++i)
         for (Index j = 0; j < hidden_; ++j) {
-          g_first_(begin + i, experts_ + j) = tile.first(i, experts_ + j) > T(0) ? tile.dh(i, j) : T(0);
-          h_(begin + i, j) = tile.h(i, j);
+          g_first_[(begin + i) * (experts_ + hidden_) + experts_ + j] =
+              tile.first(i, experts_ + j) > T(0) ? tile.dh(i, j) : T(0);
+          h_[(begin + i) * hidden_ + j] = tile.h(i, j);
         }
     }
   }
@@ -160,18 +169,17 @@ class LogitBackward {
   /// Parameter gradients into `grad` (the posterior's layout) and, when dx is set, the
   /// hidden-state gradient into dx [T, D] (overwritten).
   void finish(const Cpu& cpu, const T* x, Index ldx, Parameters<T>& grad, Matrix<T>* dx) const {
-    const Index tokens = g_first_.rows(), dim = post_.dim(), width = experts_ + hidden_;
-    accumulate_outer(cpu, g_first_.data(), width, tokens, width, dim, x, ldx, grad.data(P::router_weight), dim);
-    accumulate_columns(g_first_.data(), width, tokens, width, grad.data(P::router_bias));
+    const Index tokens = tokens_, dim = post_.dim(), width = experts_ + hidden_;
+    accumulate_outer(cpu, g_first_, width, tokens, width, dim, x, ldx, grad.data(P::router_weight), dim);
+    accumulate_columns(g_first_, width, tokens, width, grad.data(P::router_bias));
     if constexpr (encoder) {
       const Index out = experts_ + head_;
-      accumulate_outer(cpu, g_second_.data(), out, tokens, out, hidden_, h_.data(), hidden_, grad.data(P::mean_weight),
-                       hidden_);
-      accumulate_columns(g_second_.data(), out, tokens, out, grad.data(P::mean_bias));
+      accumulate_outer(cpu, g_second_, out, tokens, out, hidden_, h_, hidden_, grad.data(P::mean_weight), hidden_);
+      accumulate_columns(g_second_, out, tokens, out, grad.data(P::mean_bias));
     }
     if (dx) {
       dx->setZero();
-      add_input_gradient(cpu, g_first_.data(), width, tokens, post_.input_weight(), dim, width, dim, dx->data(), dim);
+      add_input_gradient(cpu, g_first_, width, tokens, post_.input_weight(), dim, width, dim, dx->data(), dim);
     }
   }
 
@@ -188,7 +196,15 @@ class LogitBackward {
   rng::Stream stream_;
   Index experts_, hidden_, head_, samples_, noise_padded_;
   T prior_variance_;
-  Matrix<T> g_first_, g_second_, h_;
+  Index tokens_;
+  // Row-major [T, E + H], [T, E + P] and [T, H] in the thread's Buffers.
+  T* g_first_ = nullptr;
+  T* g_second_ = nullptr;
+  T* h_ = nullptr;
+
+  struct Buffers {
+    std::vector<T> first, second, h;
+  };
 };
 
 }  // namespace vmoer::grad
