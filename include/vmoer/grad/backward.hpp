@@ -6,6 +6,7 @@
 //                            {.token_offset = offset, .regularisers = {.kl_weight = beta}});
 //   // g.posterior, g.selector: same layouts as the parameters; g.hidden: dL/dhidden [T, D];
 //   // g.regularisers: the value of beta * KL (+ gamma * -log T), already in the gradients
+//   vmoer::backward(router, hidden, r, dweights, dprobs, g, options);  // into g, reusing its buffers
 //
 // Contract: `hidden` and `token_offset` must be those of the route() call (the noise is
 // regenerated from them); only `routing.ids` is read, and those selections are held
@@ -15,14 +16,15 @@
 // MonteCarlo and MeanOnly (MomentMatched is rejected at compile time). Bad arguments
 // throw vmoer::invalid_argument naming the argument.
 //
-// Stateless: nothing is kept from the forward but the chosen ids. The backward recomputes
-// each tile's projections and each token's samples (eps regenerated from the same
-// Philox coordinates, dropout masks and SWAG draws likewise), differentiates the token's
-// sampler and selector with the selection held fixed (grad/token_backward.hpp), keeps
-// per-token gradients of the projections, and reduces them into parameter gradients
-// over the whole batch in a fixed order (grad/kernels.hpp): bit-identical results for
-// any thread count and tile size. Phase 1 runs over token tiles in parallel, like the
-// forward; phase 2 over output columns.
+// Stateless: nothing is kept from the forward but the chosen ids (the calling thread keeps
+// only the buffers of the per-token gradients between calls, as route() keeps its
+// scratch). The backward recomputes each tile's projections and each token's samples
+// (eps regenerated from the same Philox coordinates, dropout masks and SWAG draws
+// likewise), differentiates the token's sampler and selector with the selection held
+// fixed (grad/token_backward.hpp), keeps per-token gradients of the projections, and
+// reduces them into parameter gradients over the whole batch in a fixed order
+// (grad/kernels.hpp): bit-identical results for any thread count and tile size. Phase 1
+// runs over token tiles in parallel, like the forward; phase 2 over output columns.
 #pragma once
 
 #include <cmath>
