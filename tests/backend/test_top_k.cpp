@@ -64,10 +64,11 @@ TEST_CASE("cpu::select_top_k with group-limited selection picks what the scalar 
   struct Groups {
     Index experts, n_group, topk_group, k;
   };
-  // DeepSeek-V3 (groups of 32), DeepSeek-V2 (of 20, across batch edges), and groups smaller than a
-  // batch, in several batches or in one.
+  // DeepSeek-V3 (groups of 32), DeepSeek-V2 (of 20, across batch edges), groups smaller than a
+  // batch, in several batches or in one, the most groups over the most experts whose lanes the
+  // SIMD path masks, and one expert past those (the scalar path).
   for (const Groups g : {Groups{256, 8, 4, 8}, Groups{160, 8, 3, 6}, Groups{64, 16, 3, 4}, Groups{40, 5, 2, 8},
-                         Groups{16, 4, 2, 4}})
+                         Groups{16, 4, 2, 4}, Groups{1024, 64, 5, 8}, Groups{1025, 5, 2, 8}})
     for (int levels : {4, 40, 1000000})
       for (GroupScore score : {GroupScore::max, GroupScore::top2_sum})
         for (double mask : {-double(INFINITY), 0.0}) {  // 0: transformers' DeepSeek masks dropped groups with zeros

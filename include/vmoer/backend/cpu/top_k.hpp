@@ -68,12 +68,19 @@ inline __mmask16 lanes_in(Index i, Index lo, Index hi) {
   return __mmask16(a < b ? ((1u << (b - a)) - 1u) << a : 0u);
 }
 
-// The lanes of the batch of experts i .. i + 15 whose group (of `size` experts) is kept.
-inline __mmask16 kept_lanes(std::uint64_t kept, Index i, Index size) {
-  std::uint32_t lanes = 0;
-  for (Index g = i / size; g * size < i + 16 && g < 64; ++g)
-    lanes |= lanes_in(i, g * size, (g + 1) * size) & (0u - std::uint32_t((kept >> g) & 1u));
-  return __mmask16(lanes);
+// Most batches the grouped selection masks: 64 of 16 experts.
+inline constexpr Index kMaskedBatches = 64;
+
+// The lanes of each batch of experts whose group (of `size` experts) is kept, found once
+// for both passes over the keys by one walk over the groups. (Found per batch, as the
+// groups around it, they took most of a DeepSeek-V3 selection's time outside the ranking.)
+inline void kept_lanes(std::uint64_t kept, Index groups, Index size, Index np, __mmask16* lanes) {
+  std::fill(lanes, lanes + np / 16, __mmask16(0));
+  for (Index g = 0; g < groups; ++g) {
+    const std::uint32_t all_if_kept = 0u - std::uint32_t((kept >> g) & 1u);  // no branch: which are kept is random
+    for (Index i = g * size / 16 * 16; i < (g + 1) * size; i += 16)
+      lanes[i / 16] |= __mmask16(lanes_in(i, g * size, (g + 1) * size) & all_if_kept);
+  }
 }
 
 // selection::kept_groups for at most 16 groups, in registers: each lane keeps the largest
@@ -116,10 +123,10 @@ inline std::uint64_t kept_groups(const float* scores, const float* bias, Index e
 #endif
 
 /// selection::select_top_k's ids and keys. scores and bias (null, or the selection bias)
-/// are padded to np entries, whatever the padding holds. K above the batch width, double
-/// and every architecture but AVX-512 (whose compress, expand and comparison masks this
-/// needs) take the scalar path. Group-limited selection masks the dropped groups' keys
-/// as the batches are read.
+/// are padded to np entries, whatever the padding holds. K above the batch width, double,
+/// group-limited selection over more than 1024 experts, and every architecture but
+/// AVX-512 (whose compress, expand and comparison masks this needs) take the scalar path.
+/// Group-limited selection masks the dropped groups' keys as the batches are read.
 template <class T>
 inline void select_top_k(const T* scores, const float* bias, Index experts, Index np, const Convention& c,
                          std::int32_t* ids, T* keys) {
@@ -127,16 +134,17 @@ inline void select_top_k(const T* scores, const float* bias, Index experts, Inde
   using B = batch<T>;
   constexpr Index w = Index(B::size);
   if constexpr (std::is_same_v<T, float> && w == 16) {
-    if (c.top_k <= w) {
-      const std::uint64_t groups = c.n_group == 1    ? ~std::uint64_t(0)
-                                   : c.n_group <= w ? detail::kept_groups(scores, bias, experts, c)
-                                                    : selection::kept_groups(scores, bias, experts, c);
-      const Index size = experts / c.n_group;
+    if (c.top_k <= w && (c.n_group == 1 || np <= w * detail::kMaskedBatches)) {
+      __mmask16 kept_lanes[detail::kMaskedBatches];
+      if (c.n_group > 1)
+        detail::kept_lanes(c.n_group <= w ? detail::kept_groups(scores, bias, experts, c)
+                                          : selection::kept_groups(scores, bias, experts, c),
+                           c.n_group, experts / c.n_group, np, kept_lanes);
       const B group_mask(T(c.group_mask));
       auto key = [&](Index i) {  // batch i of the keys: the group mask in dropped groups, -inf past the last expert
         B k = B::load_aligned(scores + i);
         if (bias) k += B::load_aligned(bias + i);
-        if (c.n_group > 1) k = B(_mm512_mask_blend_ps(detail::kept_lanes(groups, i, size), group_mask, k));
+        if (c.n_group > 1) k = B(_mm512_mask_blend_ps(kept_lanes[i / w], group_mask, k));
         if (i + w <= experts) return k;
         const __m512 none = _mm512_set1_ps(-std::numeric_limits<T>::infinity());
         return B(_mm512_mask_blend_ps(detail::lanes_in(i, 0, experts), none, k));
