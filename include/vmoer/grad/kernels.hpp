@@ -3,7 +3,7 @@
 //
 // Determinism: a parameter gradient is a sum over every token of the batch. It is never
 // reduced per thread. Tokens are cut into fixed chunks (outer_chunk rows), each chunk's
-// contribution is one chain per element (cpu::add_transposed_product), and the chunk
+// contribution is one chain per element (cpu::transposed_product), and the chunk
 // partials are added in chunk order; threads only split the output columns. The result
 // is therefore bit-identical for any thread count and tile.
 #pragma once
@@ -80,8 +80,8 @@ void accumulate_outer_chunks(const Cpu& cpu, const T* g, Index ldg, Index rows, 
         cpu, blocks, [] { return 0; },
         [&](Index b, int&) {
           const Index c0 = b * outer_columns;
-          cpu::add_transposed_product(g + r0 * ldg, ldg, Index(1), m, n, x + c0, ldx, std::min(outer_columns, k - c0),
-                                      out + c0, ldout);
+          cpu::transposed_product<cpu::Write::add>(g + r0 * ldg, ldg, Index(1), m, n, x + c0, ldx,
+                                                   std::min(outer_columns, k - c0), out + c0, ldout);
         });
   }
 }
@@ -117,19 +117,19 @@ void accumulate_outer(const Cpu& cpu, const T* g, Index ldg, Index rows, Index n
       out, ldout);
 }
 
-/// out[i, :] += sum_{j < n} g[i, j] w[j, :] for i < rows: the input gradient G W of a
-/// projection with weight W [n, k] (row-major, leading dimension ldw). Row i depends on
-/// nothing but token i (one chain over j per element): deterministic for any thread
-/// count and tile.
-template <class T>
-void add_input_gradient(const Cpu& cpu, const T* g, Index ldg, Index rows, const T* w, Index ldw, Index n, Index k,
-                        T* out, Index ldout) {
+/// out[i, :] = sum_{j < n} g[i, j] w[j, :] (cpu::Write::assign) or out[i, :] += that
+/// (Write::add) for i < rows: the input gradient G W of a projection with weight W [n, k]
+/// (row-major, leading dimension ldw). Row i depends on nothing but token i (one chain
+/// over j per element): deterministic for any thread count and tile.
+template <cpu::Write W, class T>
+void input_gradient(const Cpu& cpu, const T* g, Index ldg, Index rows, const T* w, Index ldw, Index n, Index k, T* out,
+                    Index ldout) {
   parallel_for(
       cpu, (rows + 15) / 16, [] { return 0; },
       [&](Index b, int&) {
         const Index i = b * 16;
-        cpu::add_transposed_product(g + i * ldg, Index(1), ldg, n, std::min<Index>(16, rows - i), w, ldw, k,
-                                    out + i * ldout, ldout);
+        cpu::transposed_product<W>(g + i * ldg, Index(1), ldg, n, std::min<Index>(16, rows - i), w, ldw, k,
+                                   out + i * ldout, ldout);
       });
 }
 

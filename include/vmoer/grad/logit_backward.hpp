@@ -154,9 +154,9 @@ class LogitBackward {
   void finish_tile(Index begin, Index m, Tile& tile) {
     if constexpr (encoder) {
       const Index width = experts_ + head_;
-      tile.dh.setZero(m, hidden_);  // dh = g_second [Wm; Ws], summed over the heads' outputs
-      cpu::add_transposed_product(g_second_ + begin * width, Index(1), width, width, m, post_.head_weight(),
-                                  hidden_, hidden_, tile.dh.data(), hidden_);
+      tile.dh.resize(m, hidden_);  // dh = g_second [Wm; Ws], summed over the heads' outputs
+      cpu::transposed_product<cpu::Write::assign>(g_second_ + begin * width, Index(1), width, width, m,
+                                                  post_.head_weight(), hidden_, hidden_, tile.dh.data(), hidden_);
       for (Index i = 0; i < m; ++i)
         for (Index j = 0; j < hidden_; ++j) {
           g_first_[(begin + i) * (experts_ + hidden_) + experts_ + j] =
@@ -177,10 +177,9 @@ class LogitBackward {
       accumulate_outer(cpu, g_second_, out, tokens, out, hidden_, h_, hidden_, grad.data(P::mean_weight), hidden_);
       accumulate_columns(g_second_, out, tokens, out, grad.data(P::mean_bias));
     }
-    if (dx) {
-      dx->setZero();
-      add_input_gradient(cpu, g_first_, width, tokens, post_.input_weight(), dim, width, dim, dx->data(), dim);
-    }
+    if (dx)
+      input_gradient<cpu::Write::assign>(cpu, g_first_, width, tokens, post_.input_weight(), dim, width, dim,
+                                         dx->data(), dim);
   }
 
  private:

@@ -99,9 +99,10 @@ class TemperatureBackward {
   void finish_tile(Index begin, Index m, Tile& tile) {
     if constexpr (learned) {
       const Index th = sel_.hidden(), width = sel_.width();
-      tile.dh.setZero(m, th);  // dh = g_head Wt2, summed over the head's outputs
-      cpu::add_transposed_product(g_head_.data() + begin * width, Index(1), width, width, m,
-                                  sel_.parameters().data(Sel::head_weight), th, th, tile.dh.data(), th);
+      tile.dh.resize(m, th);  // dh = g_head Wt2, summed over the head's outputs
+      cpu::transposed_product<cpu::Write::assign>(g_head_.data() + begin * width, Index(1), width, width, m,
+                                                  sel_.parameters().data(Sel::head_weight), th, th, tile.dh.data(),
+                                                  th);
       for (Index i = 0; i < m; ++i)
         for (Index j = 0; j < th; ++j) {
           g_trunk_(begin + i, j) = tile.a1(i, j) > T(0) ? tile.dh(i, j) : T(0);
@@ -120,8 +121,8 @@ class TemperatureBackward {
       accumulate_outer(cpu, g_head_.data(), width, tokens, width, th, h_.data(), th, grad.data(Sel::head_weight), th);
       accumulate_columns(g_head_.data(), width, tokens, width, grad.data(Sel::head_bias));
       if (dx)
-        add_input_gradient(cpu, g_trunk_.data(), th, tokens, sel_.parameters().data(Sel::trunk_weight), dim, th, dim,
-                           dx->data(), dim);
+        input_gradient<cpu::Write::add>(cpu, g_trunk_.data(), th, tokens, sel_.parameters().data(Sel::trunk_weight),
+                                        dim, th, dim, dx->data(), dim);
     } else {
       (void)cpu, (void)x, (void)ldx, (void)grad, (void)dx;
     }

@@ -132,7 +132,7 @@ class McDropout : public EncoderFree<McDropout<T>> {
     grad::accumulate_columns(dz, e, tokens * samples, e, grad.data(router_bias));
     if (!dx) return;
     // W^T dz_ts for the S samples of 16 tokens at once (one chain over the experts per
-    // entry, cpu::add_transposed_product), then each masked and added to its token's row.
+    // entry, cpu::transposed_product), then each masked and added to its token's row.
     constexpr Index block = 16;
     struct Scratch {
       Matrix<T> y;
@@ -143,9 +143,8 @@ class McDropout : public EncoderFree<McDropout<T>> {
         cpu, (tokens + block - 1) / block, [&] { return Scratch{Matrix<T>(block * samples, d), Vector<T>(d), {}}; },
         [&](Index b, Scratch& s) {
           const Index t0 = b * block, n = std::min(block, tokens - t0);
-          s.y.topRows(n * samples).setZero();
-          cpu::add_transposed_product(dz + t0 * samples * e, Index(1), e, e, n * samples, input_weight(), d, d,
-                                      s.y.data(), d);
+          cpu::transposed_product<cpu::Write::assign>(dz + t0 * samples * e, Index(1), e, e, n * samples,
+                                                      input_weight(), d, d, s.y.data(), d);
           for (Index i = 0; i < n; ++i) {
             auto out = dx->row(t0 + i);
             out.setZero();

@@ -206,10 +206,13 @@ class Swag : public EncoderFree<Swag<T>> {
       }
     }
     if (!dx) return;
-    dx->setZero();
-    for (Index s = 0; s < samples; ++s)  // dz_s W_s, sample by sample
-      grad::add_input_gradient(cpu, dz + s * e, samples * e, tokens, drawn->theta.data() + s * p, d, e, d, dx->data(),
-                               d);
+    for (Index s = 0; s < samples; ++s) {  // dz_s W_s, sample by sample
+      const T* ws = drawn->theta.data() + s * p;
+      if (s == 0)
+        grad::input_gradient<cpu::Write::assign>(cpu, dz, samples * e, tokens, ws, d, e, d, dx->data(), d);
+      else
+        grad::input_gradient<cpu::Write::add>(cpu, dz + s * e, samples * e, tokens, ws, d, e, d, dx->data(), d);
+    }
   }
 
  private:
