@@ -206,12 +206,12 @@ class Swag : public EncoderFree<Swag<T>> {
       }
     }
     if (!dx) return;
-    for (Index s = 0; s < samples; ++s) {  // dz_s W_s, sample by sample
-      const T* ws = drawn->theta.data() + s * p;
+    for (Index s = 0; s < samples; ++s) {  // dz_s W_s, sample by sample: the first stored, the others added
+      const T *dzs = dz + s * e, *ws = drawn->theta.data() + s * p;
       if (s == 0)
-        grad::input_gradient<cpu::Write::assign>(cpu, dz, samples * e, tokens, ws, d, e, d, dx->data(), d);
+        grad::input_gradient<cpu::Write::assign>(cpu, dzs, samples * e, tokens, ws, d, e, d, dx->data(), d);
       else
-        grad::input_gradient<cpu::Write::add>(cpu, dz + s * e, samples * e, tokens, ws, d, e, d, dx->data(), d);
+        grad::input_gradient<cpu::Write::add>(cpu, dzs, samples * e, tokens, ws, d, e, d, dx->data(), d);
     }
   }
 

@@ -69,7 +69,7 @@ inline __mmask16 lanes_in(Index i, Index lo, Index hi) {
 }
 
 // Most batches the grouped selection masks: 64 of 16 experts.
-inline constexpr Index kMaskedBatches = 64;
+inline constexpr Index masked_batches = 64;
 
 // The lanes of each batch of experts whose group (of `size` experts) is kept, found once
 // for both passes over the keys by one walk over the groups. (Found per batch, as the
@@ -134,8 +134,8 @@ inline void select_top_k(const T* scores, const float* bias, Index experts, Inde
   using B = batch<T>;
   constexpr Index w = Index(B::size);
   if constexpr (std::is_same_v<T, float> && w == 16) {
-    if (c.top_k <= w && (c.n_group == 1 || np <= w * detail::kMaskedBatches)) {
-      __mmask16 kept_lanes[detail::kMaskedBatches];
+    if (c.top_k <= w && (c.n_group == 1 || np <= w * detail::masked_batches)) {
+      __mmask16 kept_lanes[detail::masked_batches];
       if (c.n_group > 1)
         detail::kept_lanes(c.n_group <= w ? detail::kept_groups(scores, bias, experts, c)
                                           : selection::kept_groups(scores, bias, experts, c),
