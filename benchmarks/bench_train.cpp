@@ -2,10 +2,14 @@
 // (route, then vmoer::backward with dL/dweights and the KL term), per composition, at
 // the core issue's shapes: D = 2048, E = 64, K = 8 (E = 256 too for low-rank), T = 256
 // tokens, S = 1 training sample (MonteCarlo) or the mean (MeanOnly), float, one thread.
-// Names: train/<forward|forward_backward>/<composition>/T:../D:../E:../K:..
+// Names: train/<forward|forward_backward|forward_backward_kept>/<composition>/T:../D:../E:../K:..
+// forward_backward_kept routes with RouteOptions::keep_projection, so that the backward
+// reads the first projection instead of recomputing it (logit-space posteriors only: the
+// weight-space ones regenerate their samples either way).
 // Each forward_backward case reports counters `vs_forward` (time over its forward case)
-// and `vs_dirac` (time over Dirac forward + backward at the same shape), computed from
-// the cases already run, so run the whole program (the default) to get them.
+// and `vs_dirac` (time over Dirac forward + backward at the same shape), each kept case
+// `vs_recompute` (time over its forward_backward case), computed from the cases already
+// run, so run the whole program (the default) to get them.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -51,9 +55,20 @@ P make(Index experts) {
   }
 }
 
+enum class Step { forward, forward_backward, forward_backward_kept };
+const char* step_name(Step s) {
+  switch (s) {
+    case Step::forward: return "forward";
+    case Step::forward_backward: return "forward_backward";
+    case Step::forward_backward_kept: return "forward_backward_kept";
+  }
+  return "?";
+}
+
 template <class P, class Sampler, class Sel>
 void run(benchmark::State& state, const std::string& composition, Index experts, Sampler sampler, Sel sel,
-         bool backward_too) {
+         Step step) {
+  const bool backward_too = step != Step::forward;
   const Router router(make<P>(experts), sampler, sel, rng::Stream{7, 0}, Cpu{.threads = 1});
   const Matrix<float> x = random(kTokens, kDim, 1.0f, 3);
   const Matrix<float> dweights = random(kTokens, kTopK, 1.0f, 4);
@@ -66,7 +81,7 @@ void run(benchmark::State& state, const std::string& composition, Index experts,
   const auto start = std::chrono::steady_clock::now();
   std::int64_t n = 0;
   for (auto _ : state) {
-    router.route(x, r);
+    router.route(x, r, {.keep_projection = step == Step::forward_backward_kept});
     if (backward_too) {
       backward(router, x, r, dweights, MatrixView<float>(no_dprobs), g, options);
       benchmark::DoNotOptimize(g.posterior.data());
@@ -77,10 +92,13 @@ void run(benchmark::State& state, const std::string& composition, Index experts,
   }
   const double mean = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / double(n);
   const std::string shape = "/E:" + std::to_string(experts);
-  seconds()[(backward_too ? "fb/" : "f/") + composition + shape] = mean;
+  const std::string prefix = step == Step::forward ? "f/" : step == Step::forward_backward ? "fb/" : "fbk/";
+  seconds()[prefix + composition + shape] = mean;
   state.SetItemsProcessed(state.iterations() * kTokens);
-  if (backward_too) {
-    const auto& s = seconds();
+  const auto& s = seconds();
+  if (step == Step::forward_backward_kept) {
+    if (auto fb = s.find("fb/" + composition + shape); fb != s.end()) state.counters["vs_recompute"] = mean / fb->second;
+  } else if (backward_too) {
     if (auto f = s.find("f/" + composition + shape); f != s.end()) state.counters["vs_forward"] = mean / f->second;
     if (auto d = s.find("fb/dirac/mean_only/top_k" + shape); d != s.end()) state.counters["vs_dirac"] = mean / d->second;
   }
@@ -88,12 +106,13 @@ void run(benchmark::State& state, const std::string& composition, Index experts,
 
 template <class P, class Sampler, class Sel>
 void add(const std::string& composition, Index experts, Sampler sampler, Sel sel) {
-  for (const bool backward_too : {false, true}) {
-    const std::string name = std::string("train/") + (backward_too ? "forward_backward/" : "forward/") + composition +
+  for (const Step step : {Step::forward, Step::forward_backward, Step::forward_backward_kept}) {
+    if (step == Step::forward_backward_kept && P::weight_space) continue;
+    const std::string name = std::string("train/") + step_name(step) + "/" + composition +
                              "/T:" + std::to_string(kTokens) + "/D:" + std::to_string(kDim) +
                              "/E:" + std::to_string(experts) + "/K:" + std::to_string(kTopK);
     benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) {
-      run<P>(st, composition, experts, sampler, sel, backward_too);
+      run<P>(st, composition, experts, sampler, sel, step);
     })->Unit(benchmark::kMillisecond)->UseRealTime();
   }
 }

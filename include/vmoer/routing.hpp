@@ -11,6 +11,7 @@ struct RouteOptions {
   std::uint32_t token_offset = 0;  ///< global index of the first token (its RNG coordinate)
   bool keep_logits = false;        ///< fill Routing::logits with the mean logits [T, E]
   bool keep_probs = false;         ///< fill Routing::probs with the averaged scores [T, E]
+  bool keep_projection = false;    ///< fill Routing::projection, which backward() then reads
 };
 
 /// Experts, weights and uncertainty of T tokens.
@@ -21,6 +22,10 @@ struct Routing {
   Signals<T> signals;  ///< per-token uncertainty
   Matrix<T> logits;    ///< [T, E] posterior mean logits, when RouteOptions::keep_logits
   Matrix<T> probs;     ///< [T, E] averaged scores before selection, when RouteOptions::keep_probs
+  /// [T, E + H] the first projection, W u + b and the encoder trunk's pre-activations
+  /// (H = 0 without an encoder), when RouteOptions::keep_projection: backward() reads it
+  /// instead of recomputing the D-wide product, its costliest part after the gradients.
+  Matrix<T> projection;
 };
 
 }  // namespace vmoer

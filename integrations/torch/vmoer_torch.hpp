@@ -174,11 +174,14 @@ struct RouteFunction : torch::autograd::Function<RouteFunction<Source>> {
     decltype(auto) router = source.router(posterior_params, selector_params);
     const torch::Tensor x = hidden.contiguous();
     const auto u = detail::view<T>(x, x.size(0), x.size(1));
-    const vmoer::Routing<T> r = router.route(u, {.token_offset = options.token_offset, .keep_probs = true});
+    // The first projection is kept for the backward, which then skips its D-wide product.
+    const vmoer::Routing<T> r =
+        router.route(u, {.token_offset = options.token_offset, .keep_probs = true, .keep_projection = true});
 
     const torch::Tensor ids = detail::copy(r.ids, torch::kInt64);
     const torch::Tensor weights = detail::copy(r.weights, dtype);
     const torch::Tensor probs = detail::copy(r.probs, dtype);
+    const torch::Tensor projection = detail::copy(r.projection, dtype);
     const vmoer::Signals<T>& s = r.signals;
     vmoer::Matrix<T> sig(r.ids.rows(), vmoer::Index(signal_count));
     sig << s.logit_variance, s.mc_variance, s.entropy, s.mutual_information, s.temperature;
@@ -186,7 +189,7 @@ struct RouteFunction : torch::autograd::Function<RouteFunction<Source>> {
 
     double kl = 0, temperature_term = 0;
     if constexpr (detail::has_kl<Router>)
-      if (options.kl && u.rows() > 0) kl = double(vmoer::kl_divergence(router, u, options.prior_sigma).mean());
+      if (options.kl && u.rows() > 0) kl = double(vmoer::kl_divergence(router, u, r, options.prior_sigma).mean());
     if constexpr (detail::learned_tau<Router>)
       if (u.rows() > 0) temperature_term = detail::temperature_term(router.selector(), router.posterior().experts(), u);
 
@@ -194,7 +197,7 @@ struct RouteFunction : torch::autograd::Function<RouteFunction<Source>> {
     ctx->saved_data["token_offset"] = std::int64_t(options.token_offset);
     ctx->saved_data["prior_sigma"] = options.prior_sigma;
     ctx->saved_data["kl"] = options.kl;
-    ctx->save_for_backward({x, ids, posterior_params, selector_params.value_or(torch::Tensor())});
+    ctx->save_for_backward({x, ids, posterior_params, selector_params.value_or(torch::Tensor()), projection});
     ctx->mark_non_differentiable({ids, signals});
     ctx->set_materialize_grads(false);
     return {ids, weights, probs, signals, torch::tensor(kl, dtype), torch::tensor(temperature_term, dtype)};
@@ -222,6 +225,7 @@ struct RouteFunction : torch::autograd::Function<RouteFunction<Source>> {
 
     vmoer::Routing<T> r;
     r.ids = detail::view<std::int64_t>(saved[1], tokens, k).template cast<std::int32_t>();
+    r.projection = detail::view<T>(saved[4], tokens, saved[4].size(1));
     vmoer::BackwardOptions<T> o;
     o.token_offset = std::uint32_t(ctx->saved_data["token_offset"].toInt());
     o.hidden_gradient = ctx->needs_input_grad(0);  // indexed over the tensor inputs: hidden first

@@ -361,6 +361,10 @@ TEST_SUITE("host") {
     CHECK(res.code == status::invalid_argument);
     CHECK(res.message.find("out.logits") != std::string::npos);
 
+    res = cuda::route(ok, {fake}, fake, 4, out, {.keep_projection = true});
+    CHECK(res.code == status::invalid_argument);
+    CHECK(res.message.find("keep_projection") != std::string::npos);
+
     res = cuda::route(ok, {nullptr}, fake, 4, out);
     CHECK(res.code == status::invalid_argument);
     CHECK(res.message.find("params.parameters") != std::string::npos);

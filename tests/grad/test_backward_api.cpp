@@ -1,5 +1,5 @@
-// vmoer::backward beyond its values: bit-identical results for any thread count and
-// tile size, and named errors for bad arguments.
+// vmoer::backward beyond its values: bit-identical results for any thread count, tile
+// size and kept projection, and named errors for bad arguments.
 #include "grad/gradcheck.hpp"
 
 using namespace vmoer;
@@ -31,18 +31,78 @@ void check_invariance(const P& post, const Sampler& sampler, const Sel& sel) {
       CHECK((other.hidden.array() == base.hidden.array()).all());
       CHECK(other.regularisers == base.regularisers);
     }
+  // The projection kept by route() spares backward its recomputation and gives its bits.
+  const Router router(post, sampler, sel, rng::Stream{8, 1}, Cpu{.threads = 2, .tile = 7});
+  const auto kept = backward(router, x, router.route(x, {.keep_projection = true}), dweights, options);
+  CHECK((kept.posterior.flat().array() == base.posterior.flat().array()).all());
+  CHECK((kept.selector.flat().array() == base.selector.flat().array()).all());
+  CHECK((kept.hidden.array() == base.hidden.array()).all());
+  CHECK(kept.regularisers == base.regularisers);
 }
 
 }  // namespace
 
-TEST_CASE("backward is bit-identical for any thread count and tile size") {
+TEST_CASE("backward is bit-identical for any thread count and tile size, and with the projection kept") {
   const TopK top_k{{.top_k = 3, .normalize = Normalize::sum}};
   check_invariance(gradcheck::make_posterior<MeanField<double>>(8, 12, 1, 6), MonteCarlo{.samples = 2}, top_k);
+  check_invariance(gradcheck::make_posterior<FullCovariance<double>>(8, 12, 6, 6), MonteCarlo{.samples = 2}, top_k);
+  check_invariance(gradcheck::make_posterior<Dirac<double>>(8, 12, 7), MeanOnly{}, top_k);
   check_invariance(gradcheck::make_posterior<LowRank<double>>(8, 12, 2, 6, 2), MonteCarlo{.samples = 2}, top_k);
   check_invariance(gradcheck::make_posterior<McDropout<double>>(8, 12, 3), MonteCarlo{.samples = 3}, top_k);
   check_invariance(gradcheck::make_posterior<Swag<double>>(8, 12, 4), MonteCarlo{.samples = 3}, top_k);
   LearnedTemperature<double> vtsr(top_k.convention, 8, 12, {.hidden = 5, .per_expert = true, .sample = false});
   check_invariance(gradcheck::make_posterior<Dirac<double>>(8, 12, 5), MeanOnly{}, vtsr);
+}
+
+TEST_CASE("route keeps the first projection, router logits and trunk pre-activations, before the relu") {
+  using P = MeanField<double>;
+  const Index experts = 6, dim = 4, hidden = 5, tokens = 9;
+  const auto post = gradcheck::make_posterior<P>(experts, dim, 2, hidden);
+  const Router router(post, MonteCarlo{.samples = 2}, TopK{{.top_k = 2}}, rng::Stream{}, Cpu{.threads = 2, .tile = 4});
+  std::mt19937_64 g(3);
+  const Matrix<double> x = gradcheck::normal(g, tokens, dim, 1.0);
+  const auto r = router.route(x, {.keep_projection = true});
+  REQUIRE(r.projection.rows() == tokens);
+  REQUIRE(r.projection.cols() == experts + hidden);
+  const auto& p = router.posterior().parameters();
+  Matrix<double> ref(tokens, experts + hidden);
+  for (Index t = 0; t < tokens; ++t)
+    for (Index j = 0; j < experts + hidden; ++j) {
+      const bool logit = j < experts;
+      const double* w = p.data(logit ? P::router_weight : P::trunk_weight) + (logit ? j : j - experts) * dim;
+      double v = p.data(logit ? P::router_bias : P::trunk_bias)[logit ? j : j - experts];
+      for (Index d = 0; d < dim; ++d) v += w[d] * x(t, d);
+      ref(t, j) = v;
+    }
+  CHECK((ref.rightCols(hidden).array() < 0).any());  // a relu would show
+  CHECK((r.projection - ref).cwiseAbs().maxCoeff() < 1e-12);
+  CHECK(router.route(x).projection.size() == 0);  // only when asked for
+}
+
+TEST_CASE("a kept projection gives recomputation's bits in float, from float and bfloat16 inputs") {
+  // Float takes the SIMD projection kernel; 40 tokens >= E + H rows may make route() move
+  // W's rows apart, and bfloat16 rows are converted a tile at a time, where backward
+  // converts the whole batch at once.
+  std::mt19937_64 g(9);
+  const Index experts = 16, dim = 64, hidden = 16, tokens = 40;
+  const Matrix<float> w = gradcheck::normal(g, experts, dim, 0.125).cast<float>();
+  MeanField<float> post(w, {}, {.hidden = hidden});
+  post.parameters().flat() += (gradcheck::normal(g, post.parameters().size(), 1, 0.05).cast<float>());
+  const Router router(post, MonteCarlo{.samples = 4}, TopK{{.top_k = 4, .normalize = Normalize::sum}},
+                      rng::Stream{3, 2}, Cpu{.threads = 2});
+  const Matrix<float> x = gradcheck::normal(g, tokens, dim, 1.0).cast<float>();
+  const Matrix<float> dw = gradcheck::normal(g, tokens, 4, 1.0).cast<float>();
+  const BackwardOptions<float> o{.regularisers = {.kl_weight = 0.2}};
+  auto same = [](const Gradients<float>& a, const Gradients<float>& b) {
+    CHECK((a.posterior.flat().array() == b.posterior.flat().array()).all());
+    CHECK((a.hidden.array() == b.hidden.array()).all());
+    CHECK(a.regularisers == b.regularisers);
+  };
+  same(backward(router, x, router.route(x, {.keep_projection = true}), dw, o),
+       backward(router, x, router.route(x), dw, o));
+  const Matrix<Eigen::bfloat16> xb = x.cast<Eigen::bfloat16>();
+  same(backward(router, xb, router.route(xb, {.keep_projection = true}), dw, o),
+       backward(router, xb, router.route(xb), dw, o));
 }
 
 TEST_CASE("backward rejects bad arguments with named errors") {
@@ -83,6 +143,14 @@ TEST_CASE("backward rejects bad arguments with named errors") {
   const Router dirac(gradcheck::make_posterior<Dirac<double>>(6, 4, 1), MeanOnly{}, TopK{{.top_k = 2}});
   const auto rd = dirac.route(x);
   fails([&] { return backward(dirac, x, rd, dw, {.regularisers = {.kl_weight = 1}}); }, "needs a Gaussian");
+  auto kept = router.route(x, {.keep_projection = true});
+  REQUIRE(kept.projection.rows() == 3);
+  REQUIRE(kept.projection.cols() == 6 + post.hidden());
+  auto short_projection = kept;
+  short_projection.projection.conservativeResize(3, 6);
+  fails([&] { return backward(router, x, short_projection, dw); }, "routing.projection is [3, 6], expected empty or [T, E + H] = [3, 10]");
+  kept.projection(1, 7) = NAN;
+  fails([&] { return backward(router, x, kept, dw); }, "routing.projection has a non-finite entry at flat index 17");
   const Router bad_tile(post, MonteCarlo{.samples = 2}, TopK{{.top_k = 2}}, rng::Stream{}, Cpu{.tile = -1});
   fails([&] { return backward(bad_tile, x, r, dw); }, "tile = -1 must be >= 0");
 }

@@ -53,6 +53,10 @@ void check_kl(std::uint64_t seed) {
   const Matrix<double> x = gradcheck::normal(g, tokens, d, 1.0);
   const double prior_sigma = 0.7, v = prior_sigma * prior_sigma;
   const Vector<double> kl = kl_divergence(router, x, prior_sigma);
+  // From route()'s kept projection: the same bits (the same kernel computed it).
+  const Vector<double> from_routing = kl_divergence(router, x, router.route(x, {.keep_projection = true}), prior_sigma);
+  CHECK((from_routing.array() == kl.array()).all());
+  CHECK((kl_divergence(router, x, router.route(x), prior_sigma).array() == kl.array()).all());  // nothing kept
   for (Index t = 0; t < tokens; ++t) {
     CAPTURE(t);
     const auto [m, sigma] = moments(post, x.row(t).transpose());
@@ -91,11 +95,16 @@ TEST_CASE_TEMPLATE("KL to the prior N(l_det, s^2 I): closed form = dense formula
   }
 }
 
-TEST_CASE("kl_divergence rejects a bad prior, a wrong input width and a negative tile") {
+TEST_CASE("kl_divergence rejects a bad prior, a wrong input width, a wrong kept projection and a negative tile") {
   const auto post = gradcheck::make_posterior<MeanField<double>>(4, 3, 1);
   const Router router(post, MonteCarlo{}, TopK{{.top_k = 2}});
   CHECK_THROWS_AS(kl_divergence(router, Matrix<double>::Zero(2, 3), 0.0), vmoer::invalid_argument);
   CHECK_THROWS_AS(kl_divergence(router, Matrix<double>::Zero(2, 4)), vmoer::invalid_argument);
+  auto kept = router.route(Matrix<double>::Zero(2, 3), {.keep_projection = true});
+  kept.projection.conservativeResize(2, 5);
+  CHECK_THROWS_WITH_AS(kl_divergence(router, Matrix<double>::Zero(2, 3), kept),
+                       doctest::Contains("routing.projection is [2, 5], expected empty or [T, E + H] = [2, 8]"),
+                       vmoer::invalid_argument);
   const Router bad_tile(post, MonteCarlo{}, TopK{{.top_k = 2}}, rng::Stream{}, Cpu{.tile = -1});
   CHECK_THROWS_WITH_AS(kl_divergence(bad_tile, Matrix<double>::Zero(2, 3)), doctest::Contains("tile = -1 must be >= 0"),
                        vmoer::invalid_argument);

@@ -174,6 +174,7 @@ void route_tile(const Router& router, const MatrixView<In>& hidden, Index begin,
   scratch.first.resize(m, experts + hidden_width);
   project(x, ldx, m, weights.input, weights.ld_input, experts + hidden_width, dim, post.input_bias(),
           scratch.first.data(), experts + hidden_width, scratch.lanes);
+  if (options.keep_projection) out.projection.middleRows(begin, m) = scratch.first;  // before the relu
   const T* mu = scratch.first.data();
   Index ldmu = experts + hidden_width;
   const T* scale = nullptr;
@@ -298,6 +299,7 @@ void Cpu::route(const Router& router, const MatrixView<In>& hidden, const RouteO
   // themselves.
   const auto& post = router.posterior();
   const Index dim = post.dim(), rows = post.experts() + post.hidden();
+  out.projection.resize(options.keep_projection ? tokens : 0, options.keep_projection ? rows : 0);
   cpu::TileWeights<T> weights{post.input_weight(), dim};
   auto& copies = cpu::thread_local_scratch<cpu::WeightCopies<T>>();  // this thread's
   weights.place_hidden = !std::is_same_v<In, T>;

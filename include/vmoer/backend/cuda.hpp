@@ -219,6 +219,8 @@ Result route(const Router& router, const DeviceParameters& params, const In* hid
   if (out.ids == nullptr || out.weights == nullptr) return invalid("out.ids and out.weights must be set");
   if (options.keep_logits && out.logits == nullptr) return invalid("keep_logits is set but out.logits is null");
   if (options.keep_probs && out.probs == nullptr) return invalid("keep_probs is set but out.probs is null");
+  if (options.keep_projection)
+    return invalid("keep_projection is for vmoer::backward, which runs on the CPU backend; route on Cpu to train");
   const std::size_t need = workspace_size(router, tokens);
   if (backend.workspace == nullptr || backend.workspace_bytes < need)
     return detail::fail(status::workspace_too_small,

@@ -1,6 +1,6 @@
 // vmoer::backward: the gradients of a route() call.
 //
-//   auto r = router.route(hidden, {.token_offset = offset, .keep_probs = true});
+//   auto r = router.route(hidden, {.token_offset = offset, .keep_probs = true, .keep_projection = true});
 //   ... framework computes dL/d r.weights [T, K] (and dL/d r.probs [T, E]) ...
 //   auto g = vmoer::backward(router, hidden, r, dweights, dprobs,
 //                            {.token_offset = offset, .regularisers = {.kl_weight = beta}});
@@ -9,16 +9,19 @@
 //   vmoer::backward(router, hidden, r, dweights, dprobs, g, options);  // into g, reusing its buffers
 //
 // Contract: `hidden` and `token_offset` must be those of the route() call (the noise is
-// regenerated from them); only `routing.ids` is read, and those selections are held
-// fixed. dprobs may be omitted (the 4-argument overload). Sampled selection (SampleK,
+// regenerated from them); `routing.ids` is read, and those selections are held fixed,
+// and so is `routing.projection` when route() kept it (RouteOptions::keep_projection).
+// dprobs may be omitted (the 4-argument overload). Sampled selection (SampleK,
 // LearnedTemperature with sample) takes a per-token `advantage` for the score-function
 // term that reaches the temperature; see docs/training.md for the estimator. Samplers:
 // MonteCarlo and MeanOnly (MomentMatched is rejected at compile time). Bad arguments
 // throw vmoer::invalid_argument naming the argument.
 //
-// Stateless: nothing is kept from the forward but the chosen ids (the calling thread keeps
-// only the buffers of the per-token gradients between calls, as route() keeps its
-// scratch). The backward recomputes each tile's projections and each token's samples
+// Stateless: nothing is kept from the forward but the chosen ids and, if asked for, the
+// first projection [T, E + H] (the calling thread keeps only the buffers of the per-token
+// gradients between calls, as route() keeps its scratch). Keeping the projection spares
+// the backward its D-wide product, about a fifth of a training step (docs/training.md).
+// The backward recomputes each tile's other projections and each token's samples
 // (eps regenerated from the same Philox coordinates, dropout masks and SWAG draws
 // likewise), differentiates the token's sampler and selector with the selection held
 // fixed (grad/token_backward.hpp), keeps per-token gradients of the projections, and
@@ -97,6 +100,10 @@ void validate(const Router& router, const MatrixView<In>& hidden, const Routing<
           dweights.cols(), "], expected [T, K] = [", tokens, ", ", k, "]");
   require(dprobs.size() == 0 || (dprobs.rows() == tokens && dprobs.cols() == experts), where, "dprobs is [",
           dprobs.rows(), ", ", dprobs.cols(), "], expected empty or [T, E] = [", tokens, ", ", experts, "]");
+  const Index width = experts + router.posterior().hidden();
+  require(routing.projection.size() == 0 || (routing.projection.rows() == tokens && routing.projection.cols() == width),
+          where, "routing.projection is [", routing.projection.rows(), ", ", routing.projection.cols(),
+          "], expected empty or [T, E + H] = [", tokens, ", ", width, "]");
   auto first_bad = [](const auto& m) -> Index {  // index of the first non-finite entry, or -1
     // x - x is 0 exactly when x is finite, so the sum is 0 or NaN: one vectorised pass
     // (13x faster than testing each entry, 45x faster than allFinite() for 256 x 2048
@@ -108,7 +115,8 @@ void validate(const Router& router, const MatrixView<In>& hidden, const Routing<
     return -1;
   };
   for (const auto& [m, name] : {std::pair{first_bad(dweights), "dweights"}, std::pair{first_bad(dprobs), "dprobs"},
-                                std::pair{first_bad(hidden), "hidden"}})
+                                std::pair{first_bad(hidden), "hidden"},
+                                std::pair{first_bad(routing.projection), "routing.projection"}})
     require(m < 0, where, name, " has a non-finite entry at flat index ", m);
   for (std::size_t t = 0; t < o.advantage.size(); ++t)
     require(std::isfinite(o.advantage[t]), where, "advantage[", t, "] = ", o.advantage[t], " is not finite");
@@ -187,7 +195,9 @@ void backward(const Router& router, const MatrixView<In>& hidden, const Routing<
       [&](Index b, Thread& th) {
         const Index begin = b * tile, m = std::min(tile, tokens - begin);
         const T* xb = x.data + begin * x.ld;
-        pb.forward_tile(xb, x.ld, m, o.token_offset + std::uint32_t(begin), th.posterior);
+        const T* kept = routing.projection.size() ? routing.projection.data() + begin * routing.projection.cols()
+                                                  : nullptr;
+        pb.forward_tile(xb, x.ld, m, o.token_offset + std::uint32_t(begin), kept, th.posterior);
         tb.forward_tile(xb, x.ld, m, th.temperature);
         for (Index i = 0; i < m; ++i) {
           const Index t = begin + i;
@@ -229,7 +239,8 @@ void backward_into(const Router& router, const MatrixView<In>& hidden, const Rou
 
 /// Gradients of a route() call from dL/dweights [T, K]: for every parameter of the
 /// posterior and the selector, and for `hidden` [T, D] (the same rows route() took).
-/// `routing` is what route() returned for them (only its ids are read).
+/// `routing` is what route() returned for them (its ids are read, and its projection
+/// when route() kept it).
 template <class Router, class Derived>
 Gradients<typename Router::scalar> backward(const Router& router, const Eigen::MatrixBase<Derived>& hidden,
                                             const Routing<typename Router::scalar>& routing,
@@ -269,31 +280,59 @@ void backward(const Router& router, const Eigen::MatrixBase<Derived>& hidden,
                               dprobs, options, out);
 }
 
+namespace grad::detail {
+
+// kl_divergence's body; `projection`, when not empty, is route()'s kept first projection.
+template <class Router, class In>
+Vector<typename Router::scalar> kl_divergence(const Router& router, const MatrixView<In>& hidden,
+                                              const Matrix<typename Router::scalar>& projection, double prior_sigma) {
+  using T = typename Router::scalar;
+  using P = typename Router::posterior_type;
+  using vmoer::detail::require;
+  static_assert(grad::has_kl<P>, "kl_divergence needs a Gaussian logit posterior");
+  const Index tokens = hidden.rows(), width = router.posterior().experts() + router.posterior().hidden();
+  require(hidden.cols() == router.posterior().dim(), "kl_divergence", "hidden has ", hidden.cols(),
+          " columns, expected D = ", router.posterior().dim());
+  require(std::isfinite(prior_sigma) && prior_sigma > 0, "kl_divergence", "prior_sigma = ", prior_sigma,
+          " must be finite and > 0");
+  require(projection.size() == 0 || (projection.rows() == tokens && projection.cols() == width), "kl_divergence",
+          "routing.projection is [", projection.rows(), ", ", projection.cols(), "], expected empty or [T, E + H] = [",
+          tokens, ", ", width, "]");
+  const Rows<T, In> x(hidden);
+  const Index tile = cpu::tile_for(router.backend(), tokens, cpu::tile_bytes(router));
+  const LogitBackward<P, false> pb(router.posterior(), 0, 1, router.stream(), T(prior_sigma * prior_sigma));
+  Vector<T> out(tokens);
+  parallel_for(
+      router.backend(), (tokens + tile - 1) / tile, [&] { return pb.make_tile(); },
+      [&](Index b, auto& th) {
+        const Index begin = b * tile, m = std::min(tile, tokens - begin);
+        pb.forward_tile(x.data + begin * x.ld, x.ld, m, 0, projection.size() ? projection.data() + begin * width : nullptr,
+                        th);
+        for (Index i = 0; i < m; ++i) out[begin + i] = pb.kl(i, th);
+      });
+  return out;
+}
+
+}  // namespace grad::detail
+
 /// KL(q(l | u_t) || N(l_det(u_t), prior_sigma^2 I)) of every token (rows of hidden [T, D])
 /// for a Gaussian logit posterior, in closed form.
 template <class Router, class Derived>
 Vector<typename Router::scalar> kl_divergence(const Router& router, const Eigen::MatrixBase<Derived>& hidden,
                                               double prior_sigma = 1.0) {
-  using T = typename Router::scalar;
-  using P = typename Router::posterior_type;
-  static_assert(grad::has_kl<P>, "kl_divergence needs a Gaussian logit posterior");
-  const MatrixView<typename Derived::Scalar> view(hidden.derived());
-  detail::require(view.cols() == router.posterior().dim(), "kl_divergence", "hidden has ", view.cols(),
-                  " columns, expected D = ", router.posterior().dim());
-  detail::require(std::isfinite(prior_sigma) && prior_sigma > 0, "kl_divergence", "prior_sigma = ", prior_sigma,
-                  " must be finite and > 0");
-  const grad::detail::Rows<T, typename Derived::Scalar> x(view);
-  const Index tokens = view.rows(), tile = cpu::tile_for(router.backend(), tokens, cpu::tile_bytes(router));
-  const grad::LogitBackward<P, false> pb(router.posterior(), 0, 1, router.stream(), T(prior_sigma * prior_sigma));
-  Vector<T> out(tokens);
-  grad::parallel_for(
-      router.backend(), (tokens + tile - 1) / tile, [&] { return pb.make_tile(); },
-      [&](Index b, auto& th) {
-        const Index begin = b * tile, m = std::min(tile, tokens - begin);
-        pb.forward_tile(x.data + begin * x.ld, x.ld, m, 0, th);
-        for (Index i = 0; i < m; ++i) out[begin + i] = pb.kl(i, th);
-      });
-  return out;
+  return grad::detail::kl_divergence(router, MatrixView<typename Derived::Scalar>(hidden.derived()),
+                                     Matrix<typename Router::scalar>(), prior_sigma);
+}
+
+/// The same from route()'s result for these rows: with RouteOptions::keep_projection it
+/// reads routing.projection rather than recomputing the D-wide product, so that a loss
+/// with the KL term costs one such product per step, not two.
+template <class Router, class Derived>
+Vector<typename Router::scalar> kl_divergence(const Router& router, const Eigen::MatrixBase<Derived>& hidden,
+                                              const Routing<typename Router::scalar>& routing,
+                                              double prior_sigma = 1.0) {
+  return grad::detail::kl_divergence(router, MatrixView<typename Derived::Scalar>(hidden.derived()),
+                                     routing.projection, prior_sigma);
 }
 
 }  // namespace vmoer
