@@ -84,6 +84,12 @@ class Router {
   const rng::Stream& stream() const { return stream_; }
   /// The backend.
   const Backend& backend() const { return backend_; }
+  /// Columns of Routing::projection: E + H, and the learned temperature's hidden width.
+  Index projection_width() const {
+    Index width = posterior_.experts() + posterior_.hidden();
+    if constexpr (Selector::learned_tau) width += selector_.hidden();
+    return width;
+  }
 
  private:
   Posterior posterior_;

@@ -22,9 +22,11 @@ struct Routing {
   Signals<T> signals;  ///< per-token uncertainty
   Matrix<T> logits;    ///< [T, E] posterior mean logits, when RouteOptions::keep_logits
   Matrix<T> probs;     ///< [T, E] averaged scores before selection, when RouteOptions::keep_probs
-  /// [T, E + H] the first projection, W u + b and the encoder trunk's pre-activations
-  /// (H = 0 without an encoder), when RouteOptions::keep_projection: backward() reads it
-  /// instead of recomputing the D-wide product, its costliest part after the gradients.
+  /// [T, Router::projection_width()] the products of the hidden states, when
+  /// RouteOptions::keep_projection: W u + b [E], the encoder trunk's pre-activations [H]
+  /// (none without an encoder) and the learned temperature's [Ht] (none without one).
+  /// backward() reads them instead of recomputing the D-wide products, its costliest part
+  /// after the gradients.
   Matrix<T> projection;
 };
 

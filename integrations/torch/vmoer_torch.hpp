@@ -111,12 +111,15 @@ template <class Router>
 constexpr bool learned_tau = Router::selector_type::learned_tau;
 
 /// Mean over the rows of u of the library's temperature term -(1/G) sum_g log T_g(u),
-/// for a learned temperature of any width G (the value vmoer::backward differentiates).
-template <class Selector, class T>
-double temperature_term(const Selector& selector, vmoer::Index experts, const Map<T>& u) {
-  vmoer::grad::TemperatureBackward<Selector, T> mlp(selector, experts, u.rows());
+/// for a learned temperature of any width G (the value vmoer::backward differentiates),
+/// from the trunk that route() kept in `projection`.
+template <class Router, class T>
+double temperature_term(const Router& router, const Map<T>& u, const vmoer::Matrix<T>& projection) {
+  const vmoer::Index experts = router.posterior().experts();
+  vmoer::grad::TemperatureBackward<typename Router::selector_type, T> mlp(router.selector(), experts, u.rows());
   auto tile = mlp.make_tile();
-  mlp.forward_tile(u.data(), u.cols(), u.rows(), tile);
+  mlp.forward_tile(u.data(), u.cols(), u.rows(),
+                   vmoer::grad::KeptRows<T>(projection, 0, experts + router.posterior().hidden()), tile);
   const std::vector<T> no_gradient(static_cast<std::size_t>(experts), T(0));
   double sum = 0;
   for (vmoer::Index t = 0; t < u.rows(); ++t) sum += double(mlp.token_adjoint(t, t, no_gradient.data(), tile, T(0)));
@@ -174,7 +177,7 @@ struct RouteFunction : torch::autograd::Function<RouteFunction<Source>> {
     decltype(auto) router = source.router(posterior_params, selector_params);
     const torch::Tensor x = hidden.contiguous();
     const auto u = detail::view<T>(x, x.size(0), x.size(1));
-    // The first projection is kept for the backward, which then skips its D-wide product.
+    // The products of the hidden states are kept for the backward, which then skips them.
     const vmoer::Routing<T> r =
         router.route(u, {.token_offset = options.token_offset, .keep_probs = true, .keep_projection = true});
 
@@ -191,7 +194,7 @@ struct RouteFunction : torch::autograd::Function<RouteFunction<Source>> {
     if constexpr (detail::has_kl<Router>)
       if (options.kl && u.rows() > 0) kl = double(vmoer::kl_divergence(router, u, r, options.prior_sigma).mean());
     if constexpr (detail::learned_tau<Router>)
-      if (u.rows() > 0) temperature_term = detail::temperature_term(router.selector(), router.posterior().experts(), u);
+      if (u.rows() > 0) temperature_term = detail::temperature_term(router, u, r.projection);
 
     ctx->saved_data["source"] = std::string(reinterpret_cast<const char*>(&source), sizeof(Source));
     ctx->saved_data["token_offset"] = std::int64_t(options.token_offset);

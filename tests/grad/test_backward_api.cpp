@@ -54,27 +54,41 @@ TEST_CASE("backward is bit-identical for any thread count and tile size, and wit
   check_invariance(gradcheck::make_posterior<Dirac<double>>(8, 12, 5), MeanOnly{}, vtsr);
 }
 
-TEST_CASE("route keeps the first projection, router logits and trunk pre-activations, before the relu") {
+TEST_CASE("route keeps the D-wide projections (logits, encoder trunk, temperature trunk) before their relus") {
   using P = MeanField<double>;
-  const Index experts = 6, dim = 4, hidden = 5, tokens = 9;
+  using S = LearnedTemperature<double>;
+  const Index experts = 6, dim = 4, hidden = 5, temperature_hidden = 3, tokens = 9;
   const auto post = gradcheck::make_posterior<P>(experts, dim, 2, hidden);
-  const Router router(post, MonteCarlo{.samples = 2}, TopK{{.top_k = 2}}, rng::Stream{}, Cpu{.threads = 2, .tile = 4});
   std::mt19937_64 g(3);
+  S vtsr({.top_k = 2}, experts, dim, {.hidden = temperature_hidden, .per_expert = true, .sample = false});
+  gradcheck::randomise_temperature(vtsr, g);
+  const Router router(post, MonteCarlo{.samples = 2}, vtsr, rng::Stream{}, Cpu{.threads = 2, .tile = 4});
   const Matrix<double> x = gradcheck::normal(g, tokens, dim, 1.0);
   const auto r = router.route(x, {.keep_projection = true});
+  const Index width = experts + hidden + temperature_hidden;
+  REQUIRE(router.projection_width() == width);
   REQUIRE(r.projection.rows() == tokens);
-  REQUIRE(r.projection.cols() == experts + hidden);
-  const auto& p = router.posterior().parameters();
-  Matrix<double> ref(tokens, experts + hidden);
+  REQUIRE(r.projection.cols() == width);
+  // Column j's weight row and bias: the router's, the encoder trunk's, the temperature trunk's.
+  auto row = [&](Index j) -> std::pair<const double*, double> {
+    const auto& p = router.posterior().parameters();
+    const auto& q = router.selector().parameters();
+    if (j < experts) return {p.data(P::router_weight) + j * dim, p.data(P::router_bias)[j]};
+    if (j < experts + hidden)
+      return {p.data(P::trunk_weight) + (j - experts) * dim, p.data(P::trunk_bias)[j - experts]};
+    const Index i = j - experts - hidden;
+    return {q.data(S::trunk_weight) + i * dim, q.data(S::trunk_bias)[i]};
+  };
+  Matrix<double> ref(tokens, width);
   for (Index t = 0; t < tokens; ++t)
-    for (Index j = 0; j < experts + hidden; ++j) {
-      const bool logit = j < experts;
-      const double* w = p.data(logit ? P::router_weight : P::trunk_weight) + (logit ? j : j - experts) * dim;
-      double v = p.data(logit ? P::router_bias : P::trunk_bias)[logit ? j : j - experts];
+    for (Index j = 0; j < width; ++j) {
+      const auto [w, b] = row(j);
+      double v = b;
       for (Index d = 0; d < dim; ++d) v += w[d] * x(t, d);
       ref(t, j) = v;
     }
-  CHECK((ref.rightCols(hidden).array() < 0).any());  // a relu would show
+  CHECK((ref.middleCols(experts, hidden).array() < 0).any());  // a relu would show
+  CHECK((ref.rightCols(temperature_hidden).array() < 0).any());
   CHECK((r.projection - ref).cwiseAbs().maxCoeff() < 1e-12);
   CHECK(router.route(x).projection.size() == 0);  // only when asked for
 }
@@ -148,7 +162,7 @@ TEST_CASE("backward rejects bad arguments with named errors") {
   REQUIRE(kept.projection.cols() == 6 + post.hidden());
   auto short_projection = kept;
   short_projection.projection.conservativeResize(3, 6);
-  fails([&] { return backward(router, x, short_projection, dw); }, "routing.projection is [3, 6], expected empty or [T, E + H] = [3, 10]");
+  fails([&] { return backward(router, x, short_projection, dw); }, "routing.projection is [3, 6], expected empty or [T, projection_width()] = [3, 10]");
   kept.projection(1, 7) = NAN;
   fails([&] { return backward(router, x, kept, dw); }, "routing.projection has a non-finite entry at flat index 17");
   const Router bad_tile(post, MonteCarlo{.samples = 2}, TopK{{.top_k = 2}}, rng::Stream{}, Cpu{.tile = -1});

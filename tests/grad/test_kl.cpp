@@ -103,7 +103,7 @@ TEST_CASE("kl_divergence rejects a bad prior, a wrong input width, a wrong kept 
   auto kept = router.route(Matrix<double>::Zero(2, 3), {.keep_projection = true});
   kept.projection.conservativeResize(2, 5);
   CHECK_THROWS_WITH_AS(kl_divergence(router, Matrix<double>::Zero(2, 3), kept),
-                       doctest::Contains("routing.projection is [2, 5], expected empty or [T, E + H] = [2, 8]"),
+                       doctest::Contains("routing.projection is [2, 5], expected empty or [T, projection_width()] = [2, 8]"),
                        vmoer::invalid_argument);
   const Router bad_tile(post, MonteCarlo{}, TopK{{.top_k = 2}}, rng::Stream{}, Cpu{.tile = -1});
   CHECK_THROWS_WITH_AS(kl_divergence(bad_tile, Matrix<double>::Zero(2, 3)), doctest::Contains("tile = -1 must be >= 0"),

@@ -174,7 +174,8 @@ void route_tile(const Router& router, const MatrixView<In>& hidden, Index begin,
   scratch.first.resize(m, experts + hidden_width);
   project(x, ldx, m, weights.input, weights.ld_input, experts + hidden_width, dim, post.input_bias(),
           scratch.first.data(), experts + hidden_width, scratch.lanes);
-  if (options.keep_projection) out.projection.middleRows(begin, m) = scratch.first;  // before the relu
+  if (options.keep_projection)  // before the relu
+    out.projection.block(begin, 0, m, experts + hidden_width) = scratch.first;
   const T* mu = scratch.first.data();
   Index ldmu = experts + hidden_width;
   const T* scale = nullptr;
@@ -207,6 +208,7 @@ void route_tile(const Router& router, const MatrixView<In>& hidden, Index begin,
     scratch.tau.resize(m, th);
     project(x, ldx, m, tp.data(Sel::trunk_weight), dim, th, dim, tp.data(Sel::trunk_bias), scratch.tau.data(), th,
             scratch.lanes);
+    if (options.keep_projection) out.projection.block(begin, experts + hidden_width, m, th) = scratch.tau;
     scratch.tau = scratch.tau.cwiseMax(T(0));
     scratch.tau_out.resize(m, width);
     project(scratch.tau.data(), th, m, tp.data(Sel::head_weight), th, width, th, tp.data(Sel::head_bias),
@@ -299,7 +301,7 @@ void Cpu::route(const Router& router, const MatrixView<In>& hidden, const RouteO
   // themselves.
   const auto& post = router.posterior();
   const Index dim = post.dim(), rows = post.experts() + post.hidden();
-  out.projection.resize(options.keep_projection ? tokens : 0, options.keep_projection ? rows : 0);
+  out.projection.resize(options.keep_projection ? tokens : 0, options.keep_projection ? router.projection_width() : 0);
   cpu::TileWeights<T> weights{post.input_weight(), dim};
   auto& copies = cpu::thread_local_scratch<cpu::WeightCopies<T>>();  // this thread's
   weights.place_hidden = !std::is_same_v<In, T>;

@@ -18,14 +18,14 @@
 // throw vmoer::invalid_argument naming the argument.
 //
 // Stateless: nothing is kept from the forward but the chosen ids and, if asked for, the
-// first projection [T, E + H] (the calling thread keeps only the buffers of the per-token
-// gradients between calls, as route() keeps its scratch). Keeping the projection spares
-// the backward its D-wide product, about a fifth of a training step (docs/training.md).
-// The backward recomputes each tile's other projections and each token's samples
-// (eps regenerated from the same Philox coordinates, dropout masks and SWAG draws
-// likewise), differentiates the token's sampler and selector with the selection held
-// fixed (grad/token_backward.hpp), keeps per-token gradients of the projections, and
-// reduces them into parameter gradients over the whole batch in a fixed order
+// products of the hidden states [T, projection_width()] (the calling thread keeps only the
+// buffers of the per-token gradients between calls, as route() keeps its scratch).
+// Keeping them spares the backward its D-wide products, about a fifth of a training step
+// (docs/training.md). The backward recomputes each tile's other projections and each
+// token's samples (eps regenerated from the same Philox coordinates, dropout masks and
+// SWAG draws likewise), differentiates the token's sampler and selector with the
+// selection held fixed (grad/token_backward.hpp), keeps per-token gradients of the
+// projections, and reduces them into parameter gradients over the whole batch in a fixed order
 // (grad/kernels.hpp): bit-identical results for any thread count and tile size. Phase 1
 // runs over token tiles in parallel, like the forward; phase 2 over output columns.
 #pragma once
@@ -77,6 +77,16 @@ struct Rows {
   Index ld = 0;
 };
 
+/// A kept projection is empty or [T, Router::projection_width()].
+template <class Router>
+void require_projection(const Router& router, const Matrix<typename Router::scalar>& projection, Index tokens,
+                        const char* where) {
+  const Index width = router.projection_width();
+  vmoer::detail::require(projection.size() == 0 || (projection.rows() == tokens && projection.cols() == width), where,
+                         "routing.projection is [", projection.rows(), ", ", projection.cols(),
+                         "], expected empty or [T, projection_width()] = [", tokens, ", ", width, "]");
+}
+
 template <class Router, class In>
 void validate(const Router& router, const MatrixView<In>& hidden, const Routing<typename Router::scalar>& routing,
               const MatrixView<typename Router::scalar>& dweights, const MatrixView<typename Router::scalar>& dprobs,
@@ -100,10 +110,7 @@ void validate(const Router& router, const MatrixView<In>& hidden, const Routing<
           dweights.cols(), "], expected [T, K] = [", tokens, ", ", k, "]");
   require(dprobs.size() == 0 || (dprobs.rows() == tokens && dprobs.cols() == experts), where, "dprobs is [",
           dprobs.rows(), ", ", dprobs.cols(), "], expected empty or [T, E] = [", tokens, ", ", experts, "]");
-  const Index width = experts + router.posterior().hidden();
-  require(routing.projection.size() == 0 || (routing.projection.rows() == tokens && routing.projection.cols() == width),
-          where, "routing.projection is [", routing.projection.rows(), ", ", routing.projection.cols(),
-          "], expected empty or [T, E + H] = [", tokens, ", ", width, "]");
+  require_projection(router, routing.projection, tokens, where);
   auto first_bad = [](const auto& m) -> Index {  // index of the first non-finite entry, or -1
     // x - x is 0 exactly when x is finite, so the sum is 0 or NaN: one vectorised pass
     // (13x faster than testing each entry, 45x faster than allFinite() for 256 x 2048
@@ -195,10 +202,9 @@ void backward(const Router& router, const MatrixView<In>& hidden, const Routing<
       [&](Index b, Thread& th) {
         const Index begin = b * tile, m = std::min(tile, tokens - begin);
         const T* xb = x.data + begin * x.ld;
-        const T* kept = routing.projection.size() ? routing.projection.data() + begin * routing.projection.cols()
-                                                  : nullptr;
-        pb.forward_tile(xb, x.ld, m, o.token_offset + std::uint32_t(begin), kept, th.posterior);
-        tb.forward_tile(xb, x.ld, m, th.temperature);
+        pb.forward_tile(xb, x.ld, m, o.token_offset + std::uint32_t(begin), KeptRows<T>(routing.projection, begin, 0),
+                        th.posterior);
+        tb.forward_tile(xb, x.ld, m, KeptRows<T>(routing.projection, begin, experts + post.hidden()), th.temperature);
         for (Index i = 0; i < m; ++i) {
           const Index t = begin + i;
           pb.fill_samples(i, o.token_offset + std::uint32_t(t), th.token, th.posterior);
@@ -282,7 +288,7 @@ void backward(const Router& router, const Eigen::MatrixBase<Derived>& hidden,
 
 namespace grad::detail {
 
-// kl_divergence's body; `projection`, when not empty, is route()'s kept first projection.
+// kl_divergence's body; `projection`, when not empty, is what route() kept (Routing::projection).
 template <class Router, class In>
 Vector<typename Router::scalar> kl_divergence(const Router& router, const MatrixView<In>& hidden,
                                               const Matrix<typename Router::scalar>& projection, double prior_sigma) {
@@ -290,14 +296,12 @@ Vector<typename Router::scalar> kl_divergence(const Router& router, const Matrix
   using P = typename Router::posterior_type;
   using vmoer::detail::require;
   static_assert(grad::has_kl<P>, "kl_divergence needs a Gaussian logit posterior");
-  const Index tokens = hidden.rows(), width = router.posterior().experts() + router.posterior().hidden();
+  const Index tokens = hidden.rows();
   require(hidden.cols() == router.posterior().dim(), "kl_divergence", "hidden has ", hidden.cols(),
           " columns, expected D = ", router.posterior().dim());
   require(std::isfinite(prior_sigma) && prior_sigma > 0, "kl_divergence", "prior_sigma = ", prior_sigma,
           " must be finite and > 0");
-  require(projection.size() == 0 || (projection.rows() == tokens && projection.cols() == width), "kl_divergence",
-          "routing.projection is [", projection.rows(), ", ", projection.cols(), "], expected empty or [T, E + H] = [",
-          tokens, ", ", width, "]");
+  require_projection(router, projection, tokens, "kl_divergence");
   const Rows<T, In> x(hidden);
   const Index tile = cpu::tile_for(router.backend(), tokens, cpu::tile_bytes(router));
   const LogitBackward<P, false> pb(router.posterior(), 0, 1, router.stream(), T(prior_sigma * prior_sigma));
@@ -306,8 +310,7 @@ Vector<typename Router::scalar> kl_divergence(const Router& router, const Matrix
       router.backend(), (tokens + tile - 1) / tile, [&] { return pb.make_tile(); },
       [&](Index b, auto& th) {
         const Index begin = b * tile, m = std::min(tile, tokens - begin);
-        pb.forward_tile(x.data + begin * x.ld, x.ld, m, 0, projection.size() ? projection.data() + begin * width : nullptr,
-                        th);
+        pb.forward_tile(x.data + begin * x.ld, x.ld, m, 0, KeptRows<T>(projection, begin, 0), th);
         for (Index i = 0; i < m; ++i) out[begin + i] = pb.kl(i, th);
       });
   return out;

@@ -25,6 +25,27 @@
 
 namespace vmoer::grad {
 
+/// A tile's rows of route()'s kept projection (Routing::projection), from one column on:
+/// row i at data + i ld. Null when nothing was kept, and the backward recomputes.
+template <class T>
+struct KeptRows {
+  const T* data = nullptr;  ///< the tile's first row, at the starting column
+  Index ld = 0;             ///< distance between rows
+
+  /// Rows begin.. of `projection` from column `col`, or none if it is empty.
+  KeptRows(const Matrix<T>& projection, Index begin, Index col) {
+    if (projection.size() == 0) return;
+    data = projection.data() + begin * projection.cols() + col;
+    ld = projection.cols();
+  }
+  /// Whether anything was kept.
+  explicit operator bool() const { return data != nullptr; }
+  /// Copies m rows of `cols` values into out [m, cols].
+  void copy_to(Index m, Index cols, T* out) const {
+    for (Index i = 0; i < m; ++i) std::copy_n(data + i * ld, cols, out + i * cols);
+  }
+};
+
 /// Rows of one chunk of the parameter-gradient reduction; results depend on it, not on threads.
 inline constexpr Index outer_chunk = 256;
 /// Output columns per work item of the reduction.

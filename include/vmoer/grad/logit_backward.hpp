@@ -4,7 +4,8 @@
 //
 // Per token it recomputes the projections of backend/cpu.hpp (the first one unless
 // route() kept it) and regenerates eps_s from the same Philox coordinates (logit_noise,
-// token, s), so no noise is stored between forward and backward. Per-token gradients of the two projections are kept,
+// token, s), so no noise is stored between forward and backward. Per-token gradients
+// of the two projections are kept,
 //   g_first  = dL/d[l; a]    [T, E + H]   l = W u + b, a = W1 u + b1 (trunk pre-activation)
 //   g_second = dL/d[dmu; s]  [T, E + P]   mean head and raw scale head,
 // and the parameter gradients are their products with the inputs [u] and [h]
@@ -91,11 +92,12 @@ class LogitBackward {
   /// The forward projections of m tokens x [m, D] (leading dimension ldx). `kept`, when
   /// set, holds the first projection's m rows [m, E + H] as route() computed them (the
   /// same kernel, so the same bits), and only the heads are recomputed.
-  void forward_tile(const T* x, Index ldx, Index m, std::uint32_t /*first_token*/, const T* kept, Tile& tile) const {
+  void forward_tile(const T* x, Index ldx, Index m, std::uint32_t /*first_token*/, const KeptRows<T>& kept,
+                    Tile& tile) const {
     const Index dim = post_.dim(), width = experts_ + hidden_;
     tile.first.resize(m, width);
     if (kept)
-      std::copy_n(kept, m * width, tile.first.data());
+      kept.copy_to(m, width, tile.first.data());
     else
       cpu::project(x, ldx, m, post_.input_weight(), dim, width, dim, post_.input_bias(), tile.first.data(), width,
                    tile.lanes);

@@ -49,14 +49,18 @@ class TemperatureBackward {
     return t;
   }
 
-  /// The MLP's forward for m tokens x [m, D].
-  void forward_tile(const T* x, Index ldx, Index m, Tile& tile) const {
+  /// The MLP's forward for m tokens x [m, D]; `kept`, when set, holds its trunk's
+  /// pre-activations [m, Ht] as route() computed them.
+  void forward_tile(const T* x, Index ldx, Index m, const KeptRows<T>& kept, Tile& tile) const {
     if constexpr (learned) {
       const auto& p = sel_.parameters();
       const Index dim = sel_.dim(), th = sel_.hidden(), width = sel_.width();
       tile.a1.resize(m, th);
-      cpu::project(x, ldx, m, p.data(Sel::trunk_weight), dim, th, dim, p.data(Sel::trunk_bias), tile.a1.data(), th,
-                   tile.lanes);
+      if (kept)
+        kept.copy_to(m, th, tile.a1.data());
+      else
+        cpu::project(x, ldx, m, p.data(Sel::trunk_weight), dim, th, dim, p.data(Sel::trunk_bias), tile.a1.data(), th,
+                     tile.lanes);
       tile.h = tile.a1.cwiseMax(T(0));
       tile.a2.resize(m, width);
       cpu::project(tile.h.data(), th, m, p.data(Sel::head_weight), th, width, th, p.data(Sel::head_bias),

@@ -39,7 +39,8 @@ class WeightSampleBackward {
 
   /// The logit samples of m tokens x [m, D], the first of global index first_token. A
   /// kept projection (the mean logits) is not read: every sample has its own weights.
-  void forward_tile(const T* x, Index ldx, Index m, std::uint32_t first_token, const T* /*kept*/, Tile& tile) const {
+  void forward_tile(const T* x, Index ldx, Index m, std::uint32_t first_token, const KeptRows<T>& /*kept*/,
+                    Tile& tile) const {
     tile.samples.resize(m * samples_, experts_);
     post_.sample_logits(x, ldx, m, first_token, stream_, samples_, tile.samples.data(), tile.lanes);
   }
