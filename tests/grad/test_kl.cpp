@@ -101,6 +101,11 @@ TEST_CASE("kl_divergence rejects a bad prior, a wrong input width, a wrong kept 
   CHECK_THROWS_AS(kl_divergence(router, Matrix<double>::Zero(2, 3), 0.0), vmoer::invalid_argument);
   CHECK_THROWS_AS(kl_divergence(router, Matrix<double>::Zero(2, 4)), vmoer::invalid_argument);
   auto kept = router.route(Matrix<double>::Zero(2, 3), {.keep_projection = true});
+  auto nan = kept;
+  nan.projection(1, 2) = NAN;
+  CHECK_THROWS_WITH_AS(kl_divergence(router, Matrix<double>::Zero(2, 3), nan),
+                       doctest::Contains("routing.projection has a non-finite entry at flat index 10"),
+                       vmoer::invalid_argument);
   kept.projection.conservativeResize(2, 5);
   CHECK_THROWS_WITH_AS(kl_divergence(router, Matrix<double>::Zero(2, 3), kept),
                        doctest::Contains("routing.projection is [2, 5], expected empty or [T, projection_width()] = [2, 8]"),
