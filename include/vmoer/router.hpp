@@ -86,10 +86,12 @@ class Router {
   const Backend& backend() const { return backend_; }
   /// Columns of Routing::projection: E + H, and the learned temperature's hidden width.
   Index projection_width() const {
-    Index width = posterior_.experts() + posterior_.hidden();
+    Index width = temperature_column();
     if constexpr (Selector::learned_tau) width += selector_.hidden();
     return width;
   }
+  /// First column of the learned temperature's trunk in Routing::projection: E + H.
+  Index temperature_column() const { return posterior_.experts() + posterior_.hidden(); }
 
  private:
   Posterior posterior_;

@@ -119,7 +119,7 @@ double temperature_term(const Router& router, const Map<T>& u, const vmoer::Matr
   vmoer::grad::TemperatureBackward<typename Router::selector_type, T> mlp(router.selector(), experts, u.rows());
   auto tile = mlp.make_tile();
   mlp.forward_tile(u.data(), u.cols(), u.rows(),
-                   vmoer::grad::KeptRows<T>(projection, 0, experts + router.posterior().hidden()), tile);
+                   vmoer::grad::KeptRows<T>(projection, 0, router.temperature_column()), tile);
   const std::vector<T> no_gradient(static_cast<std::size_t>(experts), T(0));
   double sum = 0;
   for (vmoer::Index t = 0; t < u.rows(); ++t) sum += double(mlp.token_adjoint(t, t, no_gradient.data(), tile, T(0)));

@@ -208,7 +208,7 @@ void route_tile(const Router& router, const MatrixView<In>& hidden, Index begin,
     scratch.tau.resize(m, th);
     project(x, ldx, m, tp.data(Sel::trunk_weight), dim, th, dim, tp.data(Sel::trunk_bias), scratch.tau.data(), th,
             scratch.lanes);
-    if (options.keep_projection) out.projection.block(begin, experts + hidden_width, m, th) = scratch.tau;
+    if (options.keep_projection) out.projection.block(begin, router.temperature_column(), m, th) = scratch.tau;
     scratch.tau = scratch.tau.cwiseMax(T(0));
     scratch.tau_out.resize(m, width);
     project(scratch.tau.data(), th, m, tp.data(Sel::head_weight), th, width, th, tp.data(Sel::head_bias),

@@ -211,7 +211,7 @@ void backward(const Router& router, const MatrixView<In>& hidden, const Routing<
         const T* xb = x.data + begin * x.ld;
         pb.forward_tile(xb, x.ld, m, o.token_offset + std::uint32_t(begin), KeptRows<T>(routing.projection, begin, 0),
                         th.posterior);
-        tb.forward_tile(xb, x.ld, m, KeptRows<T>(routing.projection, begin, experts + post.hidden()), th.temperature);
+        tb.forward_tile(xb, x.ld, m, KeptRows<T>(routing.projection, begin, router.temperature_column()), th.temperature);
         for (Index i = 0; i < m; ++i) {
           const Index t = begin + i;
           pb.fill_samples(i, o.token_offset + std::uint32_t(t), th.token, th.posterior);
