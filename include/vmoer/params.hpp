@@ -84,7 +84,8 @@ struct CacheLineAllocator {
   template <class U>
   constexpr CacheLineAllocator(const CacheLineAllocator<U>&) noexcept {}
   T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), alignment)); }
-  void deallocate(T* p, std::size_t n) noexcept { ::operator delete(p, n * sizeof(T), alignment); }
+  // Unsized: Clang declares the sized form only under -fsized-deallocation.
+  void deallocate(T* p, std::size_t) noexcept { ::operator delete(p, alignment); }
   template <class U>
   friend constexpr bool operator==(const CacheLineAllocator&, const CacheLineAllocator<U>&) noexcept {
     return true;

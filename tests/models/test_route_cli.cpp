@@ -78,7 +78,9 @@ TEST_CASE("vmoer-route reproduces the recorded transformers routing") {
       {"gpt_oss", "--top-k 4"},
       {"llama4", "--top-k 1"},
   };
-  for (const auto& [family, options] : settings) {
+  for (const auto& setting : settings) {  // no structured binding: CAPTURE's lambda would need Clang 16
+    const std::string& family = setting.first;
+    const std::string& options = setting.second;
     CAPTURE(family);
     const std::string in = VMOER_TEST_DATA "/hf_routing/" + family + ".safetensors";
     const std::filesystem::path out = scratch.path() / (family + ".safetensors");
@@ -195,7 +197,9 @@ TEST_CASE("vmoer-route refuses bad input with a one-line message and writes noth
       {"--family mixtral --checkpoint " + scratch.path().string() + " --layer 0 --input " + good.string() + io,
        "holds neither model.safetensors nor model.safetensors.index.json"},
   };
-  for (const auto& [arguments, message] : cases) {
+  for (const auto& c : cases) {  // no structured binding: CAPTURE's lambda would need Clang 16
+    const std::string& arguments = c.first;
+    const std::string& message = c.second;
     CAPTURE(arguments);
     const Run run = route_cli(arguments, scratch.path());
     CAPTURE(run.error);

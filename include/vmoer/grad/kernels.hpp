@@ -96,7 +96,10 @@ void accumulate_outer_chunks(const Cpu& cpu, const T* g, Index ldg, Index rows, 
   const Index blocks = (k + outer_columns - 1) / outer_columns;
   for (Index r0 = 0; r0 < rows; r0 += outer_chunk) {
     const Index m = std::min(outer_chunk, rows - r0);
-    const auto [x, ldx] = chunk_rows(r0, m);
+    // Named, not a structured binding: Clang before 16 cannot capture one in a lambda.
+    const std::pair<const T*, Index> chunk = chunk_rows(r0, m);
+    const T* x = chunk.first;
+    const Index ldx = chunk.second;
     parallel_for(
         cpu, blocks, [] { return 0; },
         [&](Index b, int&) {
