@@ -22,6 +22,24 @@ inline xsimd::batch_bool<T> lanes_below(Index start, Index n) {
   return xsimd::batch_cast<T>(xsimd::batch<I>::load_aligned(lane)) < B(T(n - start));
 }
 
+/// xsimd's exp and exp2, for exp_defined.
+inline constexpr auto simd_exp = [](const auto& x) { return xsimd::exp(x); };
+inline constexpr auto simd_exp2 = [](const auto& x) { return xsimd::exp2(x); };
+
+/// exp(t) for `exp` xsimd's exp or exp2 (simd_exp, simd_exp2), defined for every t.
+/// Their generic forms convert the rounded argument to an integer, which is undefined
+/// behaviour for an infinity (padded lanes hold -inf) or a NaN. So infinities are moved
+/// to +-4 max_exponent, where the result has long since flushed to 0 or overflowed to
+/// inf, and a NaN is passed on around the call. Finite arguments below the bound give
+/// exp's bits.
+template <class T, class Exp>
+VMOER_ALWAYS_INLINE batch<T> exp_defined(const batch<T>& t, Exp exp) {
+  const batch<T> bound(T(4 * std::numeric_limits<T>::max_exponent));
+  const auto nan = xsimd::isnan(t);  // not t != t: xsimd compares ordered, false for NaN
+  const batch<T> finite = xsimd::select(t < -bound, -bound, xsimd::select(t > bound, bound, t));
+  return xsimd::select(nan, t, exp(xsimd::select(nan, batch<T>(T(0)), finite)));
+}
+
 /// 2^t, for the exponentials of a softmax in base 2: t = (z - max) log2(e) is one fused
 /// multiply-subtract, and 2^t needs no reduction by log 2 (two FMAs fewer than exp).
 /// -inf gives 0 and NaN stays NaN; nothing screens overflow, so t must stay below 128.
@@ -46,7 +64,7 @@ VMOER_ALWAYS_INLINE batch<T> pow2(const batch<T>& t) {
     return batch<T>(_mm512_scalef_ps(p, t));
   }
 #endif
-  return xsimd::exp2(t);
+  return exp_defined(t, simd_exp2);
 }
 
 /// log2(e), to scale logits for pow2, and log(2), to scale back.
@@ -86,7 +104,7 @@ template <class T>
 inline void sigmoid(const T* VMOER_RESTRICT z, T* VMOER_RESTRICT q, Index np) {
   using B = batch<T>;
   for (Index i = 0; i < np; i += Index(B::size))
-    (B(T(1)) / (B(T(1)) + xsimd::exp(-B::load_aligned(z + i)))).store_aligned(q + i);
+    (B(T(1)) / (B(T(1)) + exp_defined(-B::load_aligned(z + i), simd_exp))).store_aligned(q + i);
 }
 
 /// -sum p log p over n entries, with 0 log 0 = 0.
@@ -110,7 +128,7 @@ inline void exp_half(T* x, Index n) {
   using B = batch<T>;
   constexpr Index w = Index(B::size);
   Index i = 0;
-  for (; i + w <= n; i += w) xsimd::exp(B::load_unaligned(x + i) * B(T(0.5))).store_unaligned(x + i);
+  for (; i + w <= n; i += w) exp_defined(B::load_unaligned(x + i) * B(T(0.5)), simd_exp).store_unaligned(x + i);
   for (; i < n; ++i) x[i] = std::exp(x[i] * T(0.5));
 }
 
