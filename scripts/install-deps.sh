@@ -8,6 +8,7 @@ set -euo pipefail
 minimal=(g++ cmake make libeigen3-dev libxsimd-dev)
 full=("${minimal[@]}"
   pkg-config              # consumer test of vmoer.pc
+  clang libomp-dev        # the sanitized test build compiles with Clang (and its OpenMP)
   doctest-dev             # unit tests
   libbenchmark-dev        # benchmarks
   librandom123-dev        # test oracle for the Philox stream
