@@ -14,7 +14,6 @@
 #pragma once
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -90,7 +89,7 @@ inline void dot_block(const T* VMOER_RESTRICT x, Index ldx, const T* VMOER_RESTR
     }
     for (int j = 0; j < NR; ++j) {
       T sum = s[j];
-      for (Index p = k1; p < out->k; ++p) sum = std::fma(x[i * ldx + p], w[j * ldw + p], sum);
+      for (Index p = k1; p < out->k; ++p) sum = cpu::fmadd(x[i * ldx + p], w[j * ldw + p], sum);
       y[j] = out->bias ? sum + out->bias[j] : sum;
     }
   }

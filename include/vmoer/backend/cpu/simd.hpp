@@ -14,10 +14,12 @@ namespace vmoer::cpu {
 template <class T>
 using batch = xsimd::batch<T>;
 
-// Fused multiply-adds, each rounded once. xsimd 8.1 has no AVX-512 kernels for them: its
-// generic ones are x * y + z, fused only where the compiler contracts (GCC at -O2, not at
-// -O1 or under -ffp-contract=off). Then the sums, and the agreement of two paths through
-// them (with each other and with the CUDA kernels' fmaf), would hang on the caller's flags.
+// Multiply-adds, each rounded once on a target with FMA instructions (x86 FMA3, AVX-512,
+// AArch64); x86-64 before v3 has none, and xsimd multiplies and then adds. xsimd 8.1 has no
+// AVX-512 kernels for them: its generic ones are x * y + z, fused only where the compiler
+// contracts (GCC at -O2, not at -O1 or under -ffp-contract=off). Then the sums, and the
+// agreement of two paths through them (with each other and with the CUDA kernels' fmaf),
+// would hang on the caller's flags.
 #if XSIMD_WITH_AVX512F
 #define VMOER_ZMM_FUSED(op, x, y, z)                                             \
   if constexpr (std::is_same_v<typename B::value_type, float> && B::size == 16)  \
@@ -30,6 +32,7 @@ using batch = xsimd::batch<T>;
 
 /// x * y + z.
 template <class B>
+  requires xsimd::is_batch<B>::value
 VMOER_ALWAYS_INLINE B fmadd(const B& x, const B& y, const B& z) {
   VMOER_ZMM_FUSED(fmadd, x, y, z)
   return xsimd::fma(x, y, z);
@@ -37,6 +40,7 @@ VMOER_ALWAYS_INLINE B fmadd(const B& x, const B& y, const B& z) {
 
 /// x * y - z.
 template <class B>
+  requires xsimd::is_batch<B>::value
 VMOER_ALWAYS_INLINE B fmsub(const B& x, const B& y, const B& z) {
   VMOER_ZMM_FUSED(fmsub, x, y, z)
   return xsimd::fms(x, y, z);
@@ -44,12 +48,23 @@ VMOER_ALWAYS_INLINE B fmsub(const B& x, const B& y, const B& z) {
 
 /// z - x * y.
 template <class B>
+  requires xsimd::is_batch<B>::value
 VMOER_ALWAYS_INLINE B fnmadd(const B& x, const B& y, const B& z) {
   VMOER_ZMM_FUSED(fnmadd, x, y, z)
   return xsimd::fnma(x, y, z);
 }
 
 #undef VMOER_ZMM_FUSED
+
+/// x * y + z for one value: lane 0 of the batch form, so that a scalar tail rounds as the
+/// vector lanes beside it do. That is once on targets with FMA instructions, and twice on
+/// x86-64 before v3, where xsimd's batch forms multiply and then add (std::fma would round
+/// once there, in software, and a column would change bits between a lane and the tail).
+template <class T>
+  requires std::is_floating_point_v<T>
+VMOER_ALWAYS_INLINE T fmadd(T x, T y, T z) {
+  return fmadd(batch<T>(x), batch<T>(y), batch<T>(z)).get(0);
+}
 
 /// Keeps a loaded batch in a register. Without it GCC 12 folds the loads of one operand of
 /// a register block into each multiply-add that uses it, loading every batch four times:

@@ -12,7 +12,6 @@
 #pragma once
 
 #include <algorithm>
-#include <cmath>
 #include <utility>
 
 #include "vmoer/backend/cpu/simd.hpp"
@@ -107,7 +106,7 @@ inline void transposed_product(const T* a, Index a_row, Index a_col, Index rows,
   for (Index j = vector_cols; j < n; ++j)  // the column tail: each lane's chain, one element at a time
     for (Index i = 0; i < m; ++i) {
       T sum = T(0);
-      for (Index r = 0; r < rows; ++r) sum = std::fma(a[r * a_row + i * a_col], b[r * ldb + j], sum);
+      for (Index r = 0; r < rows; ++r) sum = cpu::fmadd(a[r * a_row + i * a_col], b[r * ldb + j], sum);
       c[i * ldc + j] = W == Write::add ? c[i * ldc + j] + sum : sum;
     }
 }
