@@ -5,6 +5,13 @@
 
 #include "vmoer/version.hpp"
 
+// -ffast-math (and -ffinite-math-only) let the compiler assume that no value is NaN or
+// infinite, and reassociate sums: the checks that refuse non-finite input would vanish,
+// and a token's routing would depend on its batch. Refused, rather than silently wrong.
+#if defined(__FAST_MATH__) || (defined(__FINITE_MATH_ONLY__) && __FINITE_MATH_ONLY__)
+#error "vmoer needs IEEE floating point: compile the files that include it without -ffast-math or -ffinite-math-only (add -fno-fast-math for them)"
+#endif
+
 #if defined(__CUDACC__) || defined(__HIPCC__)
 /// Marks per-token math that both the CPU and the CUDA backend compile.
 #define VMOER_HOST_DEVICE __host__ __device__
